@@ -1,0 +1,19 @@
+# oncofhir: REDCap exports -> quality-scored, validated FHIR R4B bundles, per use case and center.
+# Usage: snakemake --cores N [--configfile my.yaml]. Documentation: README.md, config/README.md, docs/.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/dictionary.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/fhir.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_outputs(),

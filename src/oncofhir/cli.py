@@ -1,0 +1,182 @@
+"""``oncofhir`` command line: every workflow stage, usable without Snakemake.
+
+Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data.
+User errors print one readable message (file, row, column, value), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import OncofhirError
+
+DEFAULT_ONTOLOGIES = "resources/ontologies"
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from .dictionary import compile_dictionary
+
+    status = 0
+    for directory in args.directories:
+        try:
+            dd = compile_dictionary(directory, args.ontologies)
+        except OncofhirError as exc:
+            print(f"FAIL {exc}", file=sys.stderr)
+            status = 3
+            continue
+        coded = sum(1 for f in dd.fields.values() if f.choices)
+        print(
+            f"ok   {directory}: use case {dd.use_case} v{dd.version}, {len(dd.fields)} variables "
+            f"({coded} coded), {len(dd.resources)} resource slots"
+        )
+    return status
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from .pipeline import stage_compile
+
+    info = stage_compile(args.directory, args.ontologies, args.output)
+    print(f"compiled {info['use_case']}: {info['variables']} variables, {info['resources']} slots -> {args.output}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .pipeline import stage_ingest
+
+    report = stage_ingest(
+        args.dictionary, args.export, args.records, args.rejects, args.report, require_complete=args.require_complete
+    )
+    print(
+        f"{args.export}: {report['rows_in']} rows, {report['records']} records, {report['rejected']} rejected; "
+        f"unknown columns: {', '.join(report['unknown_columns']) or 'none'}; "
+        f"missing columns: {', '.join(report['missing_columns']) or 'none'}"
+    )
+    return 0
+
+
+def _cmd_fhir(args: argparse.Namespace) -> int:
+    from .pipeline import stage_fhir
+
+    summary = stage_fhir(
+        args.dictionary,
+        args.records,
+        args.ingest_rejects,
+        args.ingest_report,
+        args.out_dir,
+        args.ndjson,
+        args.index,
+        args.rejects,
+        args.summary,
+        identifier_system=args.identifier_system,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """Compile + ingest + FHIR in one go into ``--out`` (for a quick look outside the workflow)."""
+    from .pipeline import stage_compile, stage_fhir, stage_ingest
+
+    out = Path(args.out)
+    work = out / "work"
+    compiled = work / "dictionary.json"
+    stage_compile(args.dictionary_dir, args.ontologies, compiled)
+    stage_ingest(compiled, args.export, work / "records.csv", work / "ingest_rejects.tsv", work / "ingest.json")
+    summary = stage_fhir(
+        compiled,
+        work / "records.csv",
+        work / "ingest_rejects.tsv",
+        work / "ingest.json",
+        out / "bundles",
+        out / "bundles.ndjson",
+        out / "index.tsv",
+        out / "rejects.tsv",
+        out / "summary.json",
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    written = write_demo(args.dictionaries, args.out, seed=args.seed, records=args.records, centers=args.centers)
+    for path, n in written:
+        print(f"{path}: {n} records")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    p = argparse.ArgumentParser(prog="oncofhir", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("dictionary", help="lint or compile use-case dictionaries")
+    dsub = d.add_subparsers(dest="action", required=True)
+    lint = dsub.add_parser("lint", help="check dictionaries; exit 3 listing every problem")
+    lint.add_argument("directories", nargs="+", help="resources/dictionaries/<use_case> folders")
+    lint.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
+    lint.set_defaults(func=_cmd_lint)
+    comp = dsub.add_parser("compile", help="compile one dictionary to JSON")
+    comp.add_argument("directory")
+    comp.add_argument("-o", "--output", required=True)
+    comp.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    comp.set_defaults(func=_cmd_compile)
+
+    ing = sub.add_parser("ingest", help="read a center's REDCap export against a compiled dictionary")
+    ing.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
+    ing.add_argument("--export", required=True, help="REDCap raw-data CSV export")
+    ing.add_argument("--records", required=True, help="output: normalised records CSV")
+    ing.add_argument("--rejects", required=True, help="output: rejected rows TSV")
+    ing.add_argument("--report", required=True, help="output: ingest report JSON")
+    ing.add_argument("--require-complete", action="store_true", help="reject records whose form is not Complete")
+    ing.set_defaults(func=_cmd_ingest)
+
+    fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
+    fh.add_argument("--dictionary", required=True)
+    fh.add_argument("--records", required=True)
+    fh.add_argument("--ingest-rejects", required=True)
+    fh.add_argument("--ingest-report", required=True)
+    fh.add_argument("--out-dir", required=True, help="folder for <patient>.json files")
+    fh.add_argument("--ndjson", required=True)
+    fh.add_argument("--index", required=True)
+    fh.add_argument("--rejects", required=True)
+    fh.add_argument("--summary", required=True)
+    fh.add_argument("--identifier-system", default="urn:oncofhir:record-id")
+    fh.set_defaults(func=_cmd_fhir)
+
+    cv = sub.add_parser("convert", help="dictionary folder + export -> bundles, in one step")
+    cv.add_argument("dictionary_dir")
+    cv.add_argument("export")
+    cv.add_argument("--out", required=True)
+    cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    cv.set_defaults(func=_cmd_convert)
+
+    dm = sub.add_parser("demo", help="write seeded synthetic REDCap exports for every use case")
+    dm.add_argument("--dictionaries", default="resources/dictionaries")
+    dm.add_argument("--out", required=True)
+    dm.add_argument("--seed", type=int, default=20241)
+    dm.add_argument("--records", type=int, default=40, help="records per center")
+    dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
+    dm.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OncofhirError as exc:
+        print(f"oncofhir: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The compiled form of a use case's dictionary: what ingest, QC and FHIR stages read.
+
+Compiling once (``oncofhir dictionary compile``) resolves every concept to a Coding and checks every reference,
+so the per-center stages never re-parse YAML or consult the ontology: they load one JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DictionaryError
+
+COMPILED_FORMAT = 1
+
+
+@dataclass(slots=True)
+class Field:
+    """One REDCap variable with everything the QC and FHIR stages need about it."""
+
+    name: str
+    form: str
+    type: str
+    label: str
+    choices: dict[str, str] = field(default_factory=dict)
+    validation: str = ""
+    min: str = ""
+    max: str = ""
+    branching: str = ""
+    minimal: bool | str = False
+    mandatory: bool | str = False
+    max_length: int | None = None
+    default: str | None = None
+
+    @property
+    def datatype(self) -> str:
+        """The conformance datatype: ``code`` for choice fields, else the validation type or ``string``."""
+        if self.choices:
+            return "code"
+        if self.validation in {"integer", "number", "number_1dp", "number_2dp"}:
+            return "integer" if self.validation == "integer" else "number"
+        if self.validation.startswith("date"):
+            return "date"
+        return "string"
+
+    @property
+    def level(self) -> str:
+        """``minimal``, ``mandatory`` or ``recommended`` (the paper's three levels of data provision)."""
+        if self.minimal is not False:
+            return "minimal"
+        if self.mandatory is not False:
+            return "mandatory"
+        return "recommended"
+
+
+@dataclass(slots=True)
+class CompiledDictionary:
+    """A use case's variables and resource plans, concepts resolved."""
+
+    use_case: str
+    title: str
+    version: str
+    record_id: str
+    forms: list[str]
+    fields: dict[str, Field]
+    resources: list[dict[str, Any]]
+    valuesets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    systems: dict[str, dict[str, str]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    format: int = COMPILED_FORMAT
+
+    @property
+    def complete_columns(self) -> list[str]:
+        """REDCap's ``<form>_complete`` columns for this dictionary's instruments."""
+        return [f"{form}_complete" for form in self.forms]
+
+    def to_json(self) -> str:
+        """Stable JSON (insertion order is deterministic) so an unchanged dictionary compiles to identical bytes."""
+        return json.dumps(asdict(self), indent=1, ensure_ascii=False) + "\n"
+
+
+def load_compiled(path: str | Path) -> CompiledDictionary:
+    """Load a compiled dictionary written by :func:`oncofhir.dictionary.compile_dictionary`."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DictionaryError(f"cannot read compiled dictionary: {exc}", path=str(path)) from None
+    if raw.get("format") != COMPILED_FORMAT:
+        raise DictionaryError(
+            f"compiled with format {raw.get('format')}, this oncofhir reads format {COMPILED_FORMAT}: recompile",
+            path=str(path),
+        )
+    raw["fields"] = {name: Field(**spec) for name, spec in raw["fields"].items()}
+    return CompiledDictionary(**raw)

@@ -1,0 +1,1 @@
+"""FHIR R4B bundle generation from compiled dictionaries and ingested records."""

@@ -1,0 +1,405 @@
+"""Build one FHIR R4B collection Bundle per record from a compiled dictionary.
+
+Design: everything that does not depend on the record (concept codings, resource plans, logic expressions) is
+resolved once per center; REDCap logic is evaluated once per expression over the whole center (vectorised); the
+per-record loop only assembles plain dicts. Bundles are plain JSON-ready dicts, validated in bulk elsewhere:
+building pydantic models per record is what made the original scripts slow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import NAMESPACE
+from ..dictionary.compiled import CompiledDictionary
+from ..logic import parse
+from .values import BadValue, dar_concept, dar_extension, epoch_period, parse_number
+
+SUBJECT_TYPES = {"Observation", "Condition", "Procedure", "MedicationAdministration", "DiagnosticReport"}
+
+
+def resource_uuid(use_case: str, record_id: str, slot: str | None = None) -> str:
+    """Deterministic UUIDv5: same use case, record and slot give the same id on every run and machine."""
+    name = f"{use_case}/{record_id}" if slot is None else f"{use_case}/{record_id}/{slot}"
+    return str(uuid.uuid5(NAMESPACE, name))
+
+
+@dataclass(slots=True)
+class Built:
+    """The result for one record: a bundle, or the reason it could not be built."""
+
+    row: int
+    record_id: str
+    bundle: dict[str, Any] | None
+    reason: str | None = None
+
+
+class _Absent(Exception):
+    """Raised inside element builders when an element is not applicable (hidden by branching logic)."""
+
+
+class BundleBuilder:
+    """Turns the records of one center into bundles, following a compiled dictionary."""
+
+    def __init__(self, compiled: CompiledDictionary, identifier_system: str) -> None:
+        self.dd = compiled
+        self.identifier_system = identifier_system
+        self.fields = compiled.fields
+        self.note_text: dict[str, str] = {}
+
+    # -- vectorised pre-computation ------------------------------------------------------------------------
+    def _masks(
+        self, columns: Mapping[str, Sequence[str]], n: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Branching visibility per variable and emission mask per resource, over all records at once."""
+        cache: dict[str, np.ndarray] = {}
+
+        def ev(text: str) -> np.ndarray:
+            if text not in cache:
+                cache[text] = np.asarray(parse(text).evaluate(columns), dtype=bool)
+            return cache[text]
+
+        shown = {name: ev(f.branching) for name, f in self.fields.items() if f.branching}
+        when: dict[str, np.ndarray] = {}
+        for res in self.dd.resources:
+            mask = np.ones(n, dtype=bool)
+            for text in res["when"]:
+                mask &= ev(text)
+            when[res["id"]] = mask
+        return shown, when
+
+    def build(
+        self, rows: Sequence[Mapping[str, str]], columns: Mapping[str, Sequence[str]], row_numbers: Sequence[int]
+    ) -> Iterator[Built]:
+        """Yield one :class:`Built` per input row, in input order; never raises for a bad record."""
+        n = len(rows)
+        shown, when = self._masks(columns, n)
+        rid_col = self.dd.record_id
+        for i, rec in enumerate(rows):
+            record_id = rec.get(rid_col, "")
+            try:
+                visible = {name: bool(mask[i]) for name, mask in shown.items()}
+                emit = {rid: bool(mask[i]) for rid, mask in when.items()}
+                bundle = self._bundle(rec, record_id, visible, emit)
+            except Exception as exc:  # one bad record must never abort the center
+                yield Built(row_numbers[i], record_id, None, f"could not build bundle: {type(exc).__name__}: {exc}")
+                continue
+            yield Built(row_numbers[i], record_id, bundle)
+
+    # -- one record ---------------------------------------------------------------------------------------
+    def _bundle(
+        self, rec: Mapping[str, str], record_id: str, visible: dict[str, bool], emit: dict[str, bool]
+    ) -> dict[str, Any]:
+        uc = self.dd.use_case
+        patient_url = "urn:uuid:" + resource_uuid(uc, record_id, "patient")
+        ctx = _Record(rec, visible, self.fields, {"reference": patient_url})
+        entries: list[dict[str, Any]] = []
+        emitted: dict[str, str] = {}
+        deferred: list[dict[str, Any]] = []
+        for res in self.dd.resources:
+            if not emit[res["id"]]:
+                continue
+            primary = res["primary"]
+            if primary and res["if_blank"] == "omit" and not rec.get(primary, ""):
+                continue
+            if res["type"] == "DiagnosticReport":
+                deferred.append(res)
+                continue
+            rid = resource_uuid(uc, record_id, res["id"])
+            try:
+                body = self._resource(res, ctx, rid, record_id)
+            except _Absent:  # a required element is hidden by branching logic: the resource does not apply
+                continue
+            entries.append({"fullUrl": "urn:uuid:" + rid, "resource": body})
+            emitted[res["id"]] = rid
+        for res in deferred:
+            refs = [{"reference": "urn:uuid:" + emitted[s]} for s in res["elements"]["result"] if s in emitted]
+            if not refs:
+                continue
+            rid = resource_uuid(uc, record_id, res["id"])
+            body = self._diagnostic_report(res, ctx, rid, refs)
+            entries.append({"fullUrl": "urn:uuid:" + rid, "resource": body})
+        return {
+            "resourceType": "Bundle",
+            "id": resource_uuid(uc, record_id),
+            "meta": {"source": f"urn:oncofhir:dictionary:{uc}:{self.dd.version}"},
+            "type": "collection",
+            "entry": entries,
+        }
+
+    def _resource(self, res: dict[str, Any], ctx: _Record, rid: str, record_id: str) -> dict[str, Any]:
+        rtype, el = res["type"], res["elements"]
+        out: dict[str, Any] = {"resourceType": rtype, "id": rid}
+        notes: list[str] = [res["note"]] if res.get("note") else []
+        if rtype == "Patient":
+            out["identifier"] = [{"system": self.identifier_system, "value": record_id}]
+            if "gender" in el:
+                g = ctx.status(el["gender"], None)
+                if g is not None:
+                    out["gender"] = g
+            if "deceased" in el:
+                d = ctx.status(el["deceased"], None)
+                if isinstance(d, bool):
+                    out["deceasedBoolean"] = d
+            return out
+        if rtype == "Observation":
+            out["status"] = "final"
+            if "category" in el:
+                out["category"] = [{"coding": [el["category"]["coding"]]}]
+            out["code"] = ctx.concept(el["code"], notes)
+            out["subject"] = ctx.subject
+            if "effective" in el:
+                ctx.put(out, "effectivePeriod", lambda: ctx.period(el["effective"]))
+            if "value" in el:
+                ctx.observation_value(out, el["value"], notes)
+            for key in ("interpretation", "bodySite", "method"):
+                if key in el:
+                    ctx.put(out, key, lambda k=key: ctx.concept(el[k], notes), wrap=key == "interpretation")
+            comps = out.pop("component", [])
+            for comp in el.get("components", []):
+                c: dict[str, Any] = {"code": {"coding": [comp["code"]]}}
+                try:
+                    ctx.observation_value(c, comp["value"], notes)
+                except _Absent:
+                    continue
+                comps.append(c)
+            if comps:
+                out["component"] = comps
+        elif rtype == "Condition":
+            for key in ("clinicalStatus", "verificationStatus"):
+                if key in el:
+                    ctx.put(out, key, lambda k=key: ctx.concept(el[k], notes))
+            if "category" in el:
+                out["category"] = [{"coding": [el["category"]["coding"]]}]
+            out["code"] = ctx.concept(el["code"], notes)
+            if "bodySite" in el:
+                ctx.put(out, "bodySite", lambda: ctx.concept(el["bodySite"], notes), wrap=True)
+            out["subject"] = ctx.subject
+            if "onsetAge" in el:
+                ctx.put(out, "onsetAge", lambda: ctx.quantity(el["onsetAge"], positive=True))
+            evidence = []
+            for src in el.get("evidence", []):
+                try:
+                    evidence.append({"code": [ctx.concept(src, notes)]})
+                except _Absent:
+                    continue
+            if evidence:
+                out["evidence"] = evidence
+        elif rtype == "Procedure":
+            out["status"] = ctx.status(el["status"], "unknown")
+            out["code"] = ctx.concept(el["code"], notes)
+            out["subject"] = ctx.subject
+            if "performed" in el:
+                ctx.put(out, "performedPeriod", lambda: ctx.period(el["performed"]))
+            if "bodySite" in el:
+                ctx.put(out, "bodySite", lambda: ctx.concept(el["bodySite"], notes), wrap=True)
+        elif rtype == "MedicationAdministration":
+            out["status"] = ctx.status(el["status"], "unknown")
+            out["medicationCodeableConcept"] = ctx.concept(el["medication"], notes)
+            out["subject"] = ctx.subject
+            if "effective" in el:
+                try:
+                    out["effectivePeriod"] = ctx.period(el["effective"])
+                except _Absent:
+                    out["effectivePeriod"] = dar_extension("not-applicable")
+            else:
+                out["effectivePeriod"] = dar_extension("unknown")
+            dosage = self._dosage(el.get("dosage", {}), ctx)
+            if dosage:
+                out["dosage"] = dosage
+        if notes:
+            out["note"] = [{"text": t} for t in dict.fromkeys(notes)]
+        return out
+
+    @staticmethod
+    def _dosage(spec: dict[str, Any], ctx: _Record) -> dict[str, Any]:
+        dosage: dict[str, Any] = {}
+        if "dose" in spec:
+            ctx.put(dosage, "dose", lambda: ctx.quantity(spec["dose"]))
+        if "rate" in spec:
+            ratio: dict[str, Any] = {}
+            ctx.put(ratio, "numerator", lambda: ctx.quantity(spec["rate"]["numerator"]))
+            ctx.put(ratio, "denominator", lambda: ctx.quantity(spec["rate"]["denominator"]))
+            if ratio:
+                dosage["rateRatio"] = ratio
+        return dosage
+
+    @staticmethod
+    def _diagnostic_report(res: dict[str, Any], ctx: _Record, rid: str, refs: list[dict[str, str]]) -> dict[str, Any]:
+        el = res["elements"]
+        out: dict[str, Any] = {"resourceType": "DiagnosticReport", "id": rid}
+        status = el.get("status") or {"kind": "fixed", "code": "final"}
+        out["status"] = status["code"]
+        if "category" in el:
+            out["category"] = [{"coding": [el["category"]["coding"]]}]
+        out["code"] = {"coding": [el["code"]["coding"]]}
+        out["subject"] = ctx.subject
+        out["result"] = refs
+        if res.get("note"):
+            out["conclusion"] = res["note"]
+        return out
+
+
+class _Record:
+    """Per-record value access implementing the one missing-data rule (docs/dictionary-format.md)."""
+
+    __slots__ = ("fields", "rec", "subject", "visible")
+
+    def __init__(
+        self, rec: Mapping[str, str], visible: dict[str, bool], fields: Mapping[str, Any], subject: dict[str, str]
+    ) -> None:
+        self.rec = rec
+        self.visible = visible
+        self.fields = fields
+        self.subject = subject
+
+    def raw(self, variable: str) -> str:
+        """The value, or raise _Absent when branching logic hides the field (not applicable)."""
+        if not self.visible.get(variable, True):
+            raise _Absent(variable)
+        return self.rec.get(variable, "")
+
+    @staticmethod
+    def put(target: dict[str, Any], key: str, make: Any, wrap: bool = False) -> None:
+        """Set ``target[key] = make()`` unless the element is not applicable."""
+        try:
+            value = make()
+        except _Absent:
+            return
+        target[key] = [value] if wrap else value
+
+    @staticmethod
+    def _lookup(mapping: Mapping[str, Any], value: str) -> tuple[bool, Any]:
+        if value in mapping:
+            return True, mapping[value]
+        try:  # tolerate 1.0 for code 1 (spreadsheet round-trips); the QC stage still flags it
+            number = float(value)
+        except ValueError:
+            return False, None
+        if number.is_integer() and str(int(number)) in mapping:
+            return True, mapping[str(int(number))]
+        return False, None
+
+    def concept(self, src: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+        """A CodeableConcept from a fixed or coded source; blank or invalid -> data-absent-reason extension."""
+        if src["kind"] == "fixed":
+            return {"coding": [src["coding"]]}
+        value = self.raw(src["variable"])
+        if not value:
+            return dar_extension("unknown")
+        found, entry = self._lookup(src["map"], value)
+        if not found:
+            return dar_extension("error")
+        if entry is None or entry.get("coding") is None:
+            return dar_extension("unknown")
+        if entry.get("note"):
+            notes.append(entry["note"])
+        return {"coding": [entry["coding"]]}
+
+    def observation_value(self, out: dict[str, Any], src: dict[str, Any], notes: list[str]) -> None:
+        """Observation.value[x] (or a component's): coded, quantity, or dataAbsentReason."""
+        if src["kind"] == "quantity":
+            try:
+                out["valueQuantity"] = self._quantity_value(src)
+            except BadValue as exc:
+                out["dataAbsentReason"] = dar_concept("error", f"{src['variable']}: {exc}")
+            except _Blank:
+                out["dataAbsentReason"] = dar_concept("unknown")
+            return
+        if src["kind"] == "fixed":
+            out["valueCodeableConcept"] = {"coding": [src["coding"]]}
+            return
+        value = self.raw(src["variable"])
+        if not value:
+            out["dataAbsentReason"] = dar_concept("unknown")
+            return
+        found, entry = self._lookup(src["map"], value)
+        if not found:
+            out["dataAbsentReason"] = dar_concept("error", f"{src['variable']}: '{value}' is not a permissible value")
+            return
+        if entry is None:
+            out["dataAbsentReason"] = dar_concept("unknown")
+            return
+        if entry.get("coding") is not None:
+            out["valueCodeableConcept"] = {"coding": [entry["coding"]]}
+        if entry.get("components"):
+            out["component"] = [
+                {"code": {"coding": [c["code"]]}, "valueCodeableConcept": {"coding": [c["value"]]}}
+                for c in entry["components"]
+            ]
+        if entry.get("note"):
+            notes.append(entry["note"])
+
+    def _number(self, variable: str) -> int | float:
+        value = self.raw(variable)
+        if not value:
+            raise _Blank(variable)
+        field = self.fields.get(variable)
+        integer = field is not None and field.validation == "integer"
+        number = parse_number(value, integer=integer)
+        if field is not None:
+            lo, hi = field.min, field.max
+            if (lo and number < float(lo)) or (hi and number > float(hi)):
+                raise BadValue(f"{number} is outside the range {lo or '-inf'}..{hi or 'inf'}")
+        return number
+
+    def _quantity_value(self, src: dict[str, Any], positive: bool = False) -> dict[str, Any]:
+        number = self._number(src["variable"])
+        if positive and number <= 0:
+            raise BadValue(f"{number} is not positive")
+        q: dict[str, Any] = {"value": number}
+        unit = src["unit"]
+        if unit["kind"] == "fixed":
+            coding = unit["coding"]
+        else:
+            try:
+                unit_value = self.raw(unit["variable"])
+            except _Absent:
+                unit_value = ""
+            found, entry = self._lookup(unit["map"], unit_value) if unit_value else (False, None)
+            if not found or entry is None:
+                q["_code"] = dar_extension("error" if unit_value else "unknown")
+                return q
+            coding = entry["coding"]
+        q["unit"] = coding["display"]
+        q["system"] = coding["system"]
+        q["code"] = coding["code"]
+        return q
+
+    def quantity(self, src: dict[str, Any], positive: bool = False) -> dict[str, Any]:
+        """A Quantity/Age element, or the data-absent-reason extension when blank or invalid."""
+        try:
+            return self._quantity_value(src, positive)
+        except _Blank:
+            return dar_extension("unknown")
+        except BadValue:
+            return dar_extension("error")
+
+    def period(self, src: dict[str, Any]) -> dict[str, Any]:
+        """An anonymised epoch period, or the data-absent-reason extension when blank or invalid."""
+        try:
+            return epoch_period(self._number(src["variable"]), src["unit"])
+        except _Blank:
+            return dar_extension("unknown")
+        except BadValue:
+            return dar_extension("error")
+
+    def status(self, src: dict[str, Any], default: Any) -> Any:
+        """A FHIR code (or boolean) from a fixed value or a status map; hidden, blank, invalid -> ``default``."""
+        if src["kind"] == "fixed":
+            return src["code"]
+        try:
+            value = self.raw(src["variable"])
+        except _Absent:
+            return default
+        found, entry = self._lookup(src["map"], value) if value else (False, None)
+        return entry if found and entry is not None else default
+
+
+class _Blank(Exception):
+    """A numeric field is blank."""

@@ -1,0 +1,90 @@
+"""The workflow's stages as plain functions: the Snakemake scripts and the CLI call exactly these.
+
+Each stage reads files and writes files, so it can be tested, benchmarked and run without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .dictionary import compile_dictionary, load_compiled
+from .errors import OncofhirError
+from .fhir.builder import BundleBuilder
+from .fhir.writer import write_center
+from .ingest import ingest_export, read_records, read_rejects, write_records, write_rejects
+from .io_utils import write_private
+
+DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
+
+
+def _dump(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def stage_compile(dictionary_dir: str | Path, ontology_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
+    """Compile (and thereby lint) one use case; writes the compiled JSON."""
+    dd = compile_dictionary(dictionary_dir, ontology_dir)
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(dd.to_json(), encoding="utf-8")
+    return {"use_case": dd.use_case, "variables": len(dd.fields), "resources": len(dd.resources)}
+
+
+def stage_ingest(
+    compiled_json: str | Path,
+    export: str | Path,
+    records_out: str | Path,
+    rejects_out: str | Path,
+    report_out: str | Path,
+    *,
+    require_complete: bool = False,
+) -> dict[str, Any]:
+    """Read a center's export; write the normalised records, the rejects and a JSON report."""
+    dd = load_compiled(compiled_json)
+    result = ingest_export(export, dd, require_complete=require_complete)
+    for p in (records_out, rejects_out, report_out):
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+    write_records(result.records, records_out)
+    write_rejects(result.rejects, rejects_out)
+    write_private(report_out, _dump(result.report))
+    return result.report
+
+
+def stage_fhir(
+    compiled_json: str | Path,
+    records_csv: str | Path,
+    ingest_rejects: str | Path,
+    ingest_report: str | Path,
+    bundle_dir: str | Path,
+    ndjson_out: str | Path,
+    index_out: str | Path,
+    rejects_out: str | Path,
+    summary_out: str | Path,
+    *,
+    identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM,
+) -> dict[str, Any]:
+    """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly."""
+    dd = load_compiled(compiled_json)
+    records = read_records(records_csv)
+    prior = read_rejects(ingest_rejects)
+    report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
+    builder = BundleBuilder(dd, identifier_system)
+    built = builder.build(records.rows, records.column_arrays(), records.row_numbers)
+    for p in (ndjson_out, index_out, rejects_out, summary_out):
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+    counts = write_center(built, bundle_dir, ndjson_out, index_out, rejects_out, prior)
+    rows_in = report["rows_in"]
+    if rows_in != counts["bundles"] + counts["rejected"]:
+        raise OncofhirError(
+            f"counts do not reconcile: {rows_in} rows in, {counts['bundles']} bundles, {counts['rejected']} rejects"
+        )
+    summary = {
+        "use_case": dd.use_case,
+        "dictionary_version": dd.version,
+        "export_sha256": report["sha256"],
+        "rows_in": rows_in,
+        **counts,
+    }
+    write_private(summary_out, _dump(summary))
+    return summary

@@ -1,0 +1,20 @@
+"""Paths shared by the tests (importable as ``helpers``; pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DICTIONARIES = REPO / "resources" / "dictionaries"
+ONTOLOGIES = REPO / "resources" / "ontologies"
+USE_CASES = ["uc1", "uc3", "uc45", "uc68", "uc7"]
+
+
+def _shared_reference() -> Path | None:
+    for base in (REPO.parent / "shared", REPO.parent.parent / "shared"):
+        if (base / "reference" / "eucanimage-fhir").is_dir():
+            return base / "reference"
+    return None
+
+
+SHARED_REFERENCE = _shared_reference()

@@ -1,0 +1,87 @@
+# Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"].rstrip("/")
+DICTIONARIES = config["dictionaries"].rstrip("/")
+ONTOLOGIES = config["ontologies"].rstrip("/")
+DEMO = config["demo"]["folder"].rstrip("/")
+ENV = "../../envs/oncofhir.yaml"
+
+
+def _read_centers(path):
+    """Read and validate the centers sheet; any problem stops the workflow before a job runs."""
+    if not os.path.exists(path):
+        raise WorkflowError(
+            f"centers sheet '{path}' does not exist (config key 'centers')"
+        )
+    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    missing = {"use_case", "center", "export"} - set(sheet.columns)
+    if missing:
+        raise WorkflowError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    validate(sheet, "../schemas/centers.schema.yaml")
+    dupes = sheet[sheet.duplicated(["use_case", "center"], keep=False)]
+    if len(dupes):
+        rows = ", ".join(f"{u}/{c}" for u, c in zip(dupes.use_case, dupes.center))
+        raise WorkflowError(f"{path}: duplicate (use_case, center) rows: {rows}")
+    for line, row in enumerate(sheet.itertuples(index=False), start=2):
+        folder = Path(DICTIONARIES) / row.use_case
+        if not (folder / "mapping.yaml").exists():
+            raise WorkflowError(
+                f"{path}, line {line}: use case '{row.use_case}' has no dictionary "
+                f"({folder}/mapping.yaml not found)"
+            )
+        is_demo = Path(row.export).parts[:1] == (DEMO,)
+        if not is_demo and not os.path.exists(row.export):
+            raise WorkflowError(
+                f"{path}, line {line}: export '{row.export}' of {row.use_case}/{row.center} does not exist"
+            )
+    return sheet.set_index(["use_case", "center"], drop=False)
+
+
+CENTERS = _read_centers(config["centers"])
+USE_CASES = sorted(set(CENTERS.use_case))
+
+
+wildcard_constraints:
+    use_case="|".join(USE_CASES),
+    center="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def get_export(wildcards):
+    """The REDCap export of one (use case, center), from the centers sheet."""
+    return CENTERS.loc[(wildcards.use_case, wildcards.center), "export"]
+
+
+def ontology_tables():
+    """Every ontology table: a change to any code's display recompiles the dictionaries."""
+    return [
+        f"{ONTOLOGIES}/systems.yaml",
+        *sorted(str(p) for p in Path(ONTOLOGIES).glob("*.tsv")),
+    ]
+
+
+def per_center(pattern):
+    """Expand a per-(use case, center) path pattern over the centers sheet."""
+    return [
+        pattern.format(use_case=u, center=c)
+        for u, c in zip(CENTERS.use_case, CENTERS.center)
+    ]
+
+
+def get_final_outputs():
+    """What `snakemake` with no target produces."""
+    return [
+        *per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
+        f"{RESULTS}/report/run_summary.tsv",
+    ]

@@ -1,0 +1,18 @@
+rule compile_dictionary:
+    """Lint and compile a use case's REDCap dictionary + FHIR mapping; fails fast on any defect."""
+    input:
+        redcap=f"{DICTIONARIES}/{{use_case}}/redcap_dictionary.csv",
+        mapping=f"{DICTIONARIES}/{{use_case}}/mapping.yaml",
+        ontologies=ontology_tables(),
+    output:
+        f"{RESULTS}/dictionaries/{{use_case}}.json",
+    log:
+        f"{RESULTS}/logs/compile_dictionary/{{use_case}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compile_dictionary/{{use_case}}.tsv"
+    conda:
+        ENV
+    message:
+        "Compiling the {wildcards.use_case} dictionary"
+    script:
+        "../scripts/compile_dictionary.py"

@@ -1,0 +1,25 @@
+rule fhir:
+    """One FHIR R4B collection Bundle per patient, the center's NDJSON, an index and the rejects."""
+    input:
+        dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
+        records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
+        ingest_rejects=f"{RESULTS}/ingest/{{use_case}}/{{center}}/rejects.tsv",
+        ingest_report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
+    output:
+        bundles=directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}"),
+        ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
+        summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
+        rejects=f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+    log:
+        f"{RESULTS}/logs/fhir/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fhir/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    params:
+        identifier_system=config["fhir"]["identifier_system"],
+    message:
+        "Building FHIR bundles for {wildcards.use_case}/{wildcards.center}"
+    script:
+        "../scripts/fhir.py"

@@ -1,0 +1,21 @@
+rule ingest:
+    """Read a center's REDCap export against its dictionary: normalised records, rejects, report."""
+    input:
+        dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
+        export=get_export,
+    output:
+        records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
+        rejects=f"{RESULTS}/ingest/{{use_case}}/{{center}}/rejects.tsv",
+        report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
+    log:
+        f"{RESULTS}/logs/ingest/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ingest/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    params:
+        require_complete=config["ingest"]["require_complete"],
+    message:
+        "Ingesting {wildcards.use_case}/{wildcards.center}"
+    script:
+        "../scripts/ingest.py"
