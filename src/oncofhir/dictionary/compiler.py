@@ -167,8 +167,9 @@ class _Compiler:
                 {"code": self.concept(c["code"], where), "value": self.concept(c["value"], where)}
                 for c in entry["components"]
             ]
-        if entry.get("note"):
-            out["note"] = entry["note"]
+        for key in ("note", "text"):
+            if entry.get(key):
+                out[key] = entry[key]
         return out
 
     # -- sources ---------------------------------------------------------------------------------------------

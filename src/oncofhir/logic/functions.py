@@ -71,7 +71,7 @@ class FunctionSpec:
             expected = str(self.min_args)
         else:
             expected = f"{self.min_args} to {self.max_args}"
-        plural = "" if expected == "1" else "s"
+        plural = "" if expected.endswith(" 1") or expected == "1" else "s"
         return f"function '{self.name}' takes {expected} argument{plural}, got {count}"
 
 

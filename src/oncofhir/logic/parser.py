@@ -51,30 +51,37 @@ class _Parser:
 
     # -- cursor ----------------------------------------------------------------------------------------------------
     def peek(self) -> Token:
+        """The current token (never past ``END``: the grammar stops there)."""
         return self.tokens[self.index]
 
     def advance(self) -> Token:
+        """Consume and return the current token."""
         token = self.tokens[self.index]
         self.index += 1
         return token
 
     def error(self, message: str, position: int) -> LogicSyntaxError:
+        """An error about this source (returned, so call sites read ``raise self.error(...)``)."""
         return LogicSyntaxError(message, self.source, position)
 
     def unexpected(self, token: Token) -> LogicSyntaxError:
+        """The generic error: ``token`` cannot appear here."""
         return self.error(f"unexpected {token.describe()}", token.position)
 
     def is_op(self, *ops: str) -> bool:
+        """Whether the current token is one of the canonical operators ``ops``."""
         token = self.peek()
         return token.kind is TokenKind.OP and token.value in ops
 
     def enter(self, token: Token) -> None:
+        """Count one nesting level (the caller decrements); fail past :data:`MAX_DEPTH`."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"expression nested deeper than {MAX_DEPTH} levels", token.position)
 
     # -- grammar ---------------------------------------------------------------------------------------------------
     def parse(self) -> Node:
+        """The whole input must be one expression: nothing before, nothing left after."""
         if self.peek().kind is TokenKind.END:
             raise self.error("empty expression", 0)
         node = self.or_()
@@ -97,6 +104,7 @@ class _Parser:
         return node
 
     def not_(self) -> Node:
+        """``not`` takes a whole comparison as its operand."""
         if self.peek().kind is not TokenKind.NOT:
             return self.comparison()
         token = self.advance()
@@ -106,6 +114,7 @@ class _Parser:
         return Unary("not", operand, token.position)
 
     def comparison(self) -> Node:
+        """At most one comparison operator: chains are rejected."""
         node = self.additive()
         if not self.is_op(*COMPARISONS):
             return node
@@ -131,6 +140,7 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
+        """Prefix minus; folded into number literals."""
         if not self.is_op("-"):
             return self.primary()
         token = self.advance()
@@ -166,6 +176,7 @@ class _Parser:
         raise self.unexpected(token)
 
     def call(self) -> Node:
+        """A ``NAME``: only valid as a known function applied to the right number of arguments."""
         name_token = self.advance()
         name = str(name_token.value)
         if self.peek().kind is not TokenKind.LPAREN:

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-_OBJECT = np.dtype(object)
 #: Above this size numeric parsing goes through the distinct values first (pandas.to_numeric is ~0.3 µs/value).
 _FACTORIZE_ABOVE = 64
 
@@ -94,7 +93,7 @@ class Values:
 
     @property
     def blank(self) -> Any:
-        """Boolean array, true where blank (a ``bool`` for constants)."""
+        """Boolean array, true where blank (a ``numpy.bool_`` for constants)."""
         if self._blank is None:
             assert self._blank_fn is not None
             self._blank = self._blank_fn()
