@@ -1,0 +1,131 @@
+"""The dictionary compiler/linter: every defect is reported with the variable or slot and the problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import DICTIONARIES, ONTOLOGIES, USE_CASES
+
+from oncofhir.cli import main
+from oncofhir.dictionary import compile_dictionary, load_compiled
+from oncofhir.errors import DictionaryError
+
+TST = Path(__file__).parent / "data" / "tst"
+
+
+@pytest.fixture
+def tst(tmp_path: Path) -> Path:
+    """A writable copy of the construct-test use case."""
+    target = tmp_path / "tst"
+    shutil.copytree(TST, target)
+    return target
+
+
+def edit(folder: Path, name: str, old: str, new: str) -> None:
+    path = folder / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def problems(folder: Path, ontologies: Path = ONTOLOGIES) -> list[str]:
+    with pytest.raises(DictionaryError) as err:
+        compile_dictionary(folder, ontologies)
+    return err.value.details
+
+
+@pytest.mark.parametrize("use_case", USE_CASES)
+def test_project_dictionaries_compile_and_round_trip(use_case: str, tmp_path: Path) -> None:
+    dd = compile_dictionary(DICTIONARIES / use_case, ONTOLOGIES)
+    out = tmp_path / "d.json"
+    out.write_text(dd.to_json(), encoding="utf-8")
+    assert load_compiled(out) == dd
+    assert dd.to_json() == compile_dictionary(DICTIONARIES / use_case, ONTOLOGIES).to_json()  # stable bytes
+
+
+def test_unmapped_and_extra_choices(tst: Path) -> None:
+    edit(
+        tst,
+        "mapping.yaml",
+        'value: {variable: sex, map: {"0": ln:LA2-8, "1": ln:LA3-6}}',
+        'value: {variable: sex, map: {"0": ln:LA2-8, "5": ln:LA3-6}}',
+    )
+    assert problems(tst) == [
+        "resource 'sex' (Observation), value: choice 1 ('female') of 'sex' is not mapped",
+        "resource 'sex' (Observation), value: maps code 5, which is not a choice of 'sex'",
+    ]
+
+
+def test_unknown_system_code_and_check_digit(tst: Path, tmp_path: Path) -> None:
+    edit(tst, "mapping.yaml", "code: ln:76689-9", "code: loinc:76689-9")
+    edit(tst, "mapping.yaml", "bodySite: sct:10200004", "bodySite: sct:10200005")
+    edit(tst, "mapping.yaml", "code: ncit:C123557", "code: ncit:C999999")
+    got = problems(tst)
+    assert got[0].startswith("resource 'sex' (Observation), code: unknown code system alias 'loinc' in 'loinc:76689-9'")
+    assert got[1:] == [
+        "resource 'condition' (Condition), bodySite: code '10200005' is not in resources/ontologies/sct.tsv",
+        "resource 'ki67' (Observation), code: code 'C999999' is not in resources/ontologies/ncit.tsv",
+    ]
+    # A code present in the table but with a wrong check digit is caught too.
+    onto = tmp_path / "onto"
+    shutil.copytree(ONTOLOGIES, onto)
+    with (onto / "sct.tsv").open("a", encoding="utf-8") as handle:
+        handle.write("10200005\tMistyped liver structure\tx\n")
+    assert problems(tst, onto)[1] == (
+        "resource 'condition' (Condition), bodySite: 'sct:10200005' fails the verhoeff check digit / format of sct"
+    )
+
+
+def test_logic_errors_name_variable_and_position(tst: Path) -> None:
+    edit(tst, "redcap_dictionary.csv", "[flag] = '0'", "[flag] = '0' AND")
+    edit(tst, "mapping.yaml", "drug: {mandatory: \"[chemo] = '2'\"}", "drug: {mandatory: \"[chemotherapy] = '2'\"}")
+    got = problems(tst)
+    assert got[0].startswith("variable 'flag_dur', branching logic: ")
+    assert "position 16" in got[0]
+    assert got[1] == (
+        "variable 'drug', mandatory condition: logic refers to unknown variable [chemotherapy] in \"[chemotherapy] = '2'\""
+    )
+
+
+def test_unused_variable_duplicate_slot_and_unknown_variable(tst: Path) -> None:
+    edit(tst, "mapping.yaml", "  - id: palb2\n", "  - id: ki67\n")
+    edit(tst, "mapping.yaml", "value: {variable: ki67, unit: ucum:%}", "value: {variable: ki_67, unit: ucum:%}")
+    assert problems(tst) == [
+        "resource 'ki67' (Observation), value: unknown variable 'ki_67'",
+        "resource 'ki67': duplicate slot id",
+        "resource 'report' (DiagnosticReport), result: 'palb2' is not an Observation slot of this mapping",
+        "variable 'ki67' feeds no resource: its data would be lost",
+    ]
+
+
+def test_numeric_source_on_a_coded_variable(tst: Path) -> None:
+    edit(tst, "mapping.yaml", "onsetAge: {variable: age, unit: ucum:a}", "onsetAge: {variable: grade, unit: ucum:a}")
+    assert problems(tst)[0] == (
+        "resource 'condition' (Condition), onsetAge: variable 'grade' is used as a number but its validation is "
+        "'dropdown' (expected integer or number)"
+    )
+
+
+def test_schema_errors_name_the_resource(tst: Path) -> None:
+    edit(tst, "mapping.yaml", "    category: laboratory\n", "    category: laboratory\n    colour: red\n")
+    with pytest.raises(DictionaryError) as err:
+        compile_dictionary(tst, ONTOLOGIES)
+    assert str(err.value).startswith(f"{tst / 'mapping.yaml'}: mapping does not follow docs/dictionary-format.md")
+    assert err.value.details[0].startswith("resources/4 (resource 'ki67'): ")
+
+
+def test_use_case_must_match_folder(tst: Path) -> None:
+    edit(tst, "mapping.yaml", "use_case: tst", "use_case: other")
+    assert problems(tst) == ["use_case 'other' differs from the folder name 'tst'"]
+
+
+def test_cli_lint_reports_and_exits_3(tst: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dictionary", "lint", str(TST), "--ontologies", str(ONTOLOGIES)]) == 0
+    assert "ok   " in capsys.readouterr().out
+    edit(tst, "mapping.yaml", "code: ln:76689-9", "code: ln:76689-8")
+    assert main(["dictionary", "lint", str(tst), "--ontologies", str(ONTOLOGIES)]) == 3
+    err = capsys.readouterr().err
+    assert "resource 'sex' (Observation), code: code '76689-8' is not in resources/ontologies/ln.tsv" in err
+    assert "Traceback" not in err

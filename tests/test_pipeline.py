@@ -1,0 +1,140 @@
+"""The stages end to end, as the rules run them: reconciliation, determinism, permissions, safe file names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from helpers import DICTIONARIES, ONTOLOGIES
+
+from oncofhir.cli import main
+from oncofhir.demo import generate
+from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
+
+
+def run(tmp: Path, use_case: str, export: Path) -> dict:
+    compiled = tmp / "dict.json"
+    stage_compile(DICTIONARIES / use_case, ONTOLOGIES, compiled)
+    ing = tmp / "ingest"
+    stage_ingest(compiled, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
+    return stage_fhir(
+        compiled,
+        ing / "records.csv",
+        ing / "rejects.tsv",
+        ing / "report.json",
+        tmp / "fhir" / "center",
+        tmp / "fhir" / "center.ndjson",
+        tmp / "fhir" / "center.index.tsv",
+        tmp / "rejects" / "center.tsv",
+        tmp / "fhir" / "center.summary.json",
+    )
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_demo_generator_is_seeded_and_realistic(compiled) -> None:
+    a = generate(compiled["uc7"], "hospital_a", 40, seed=7)
+    assert a == generate(compiled["uc7"], "hospital_a", 40, seed=7)
+    assert a != generate(compiled["uc7"], "hospital_a", 40, seed=8)
+    b = generate(compiled["uc7"], "hospital_b", 40, seed=7)
+    assert b.startswith("\ufeffrecord_id,redcap_data_access_group,sex,")
+    assert "\r\n" in b and "\r\n" not in a
+    lines = a.splitlines()
+    assert len(lines) == 1 + 40 + 2  # header, records, a duplicated row and a blank-id row
+
+
+def test_reconciles_and_reruns_byte_identical(tmp_path: Path, compiled) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc7"], "hospital_a", 50, seed=3), encoding="utf-8")
+    first = run(tmp_path / "one", "uc7", export)
+    second = run(tmp_path / "two", "uc7", export)
+    assert first == second
+    assert first["rows_in"] == 52
+    assert first["bundles"] + first["rejected"] == 52
+    assert first["rejected"] == 3  # both rows of the duplicated id and the blank id
+    assert digest_tree(tmp_path / "one" / "fhir") == digest_tree(tmp_path / "two" / "fhir")
+    ndjson = (tmp_path / "one" / "fhir" / "center.ndjson").read_bytes().splitlines()
+    assert len(ndjson) == first["bundles"]
+    assert all(json.loads(line)["resourceType"] == "Bundle" for line in ndjson)
+
+
+def test_plaintext_outputs_are_owner_only(tmp_path: Path, compiled) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc1"], "hospital_a", 12, seed=1), encoding="utf-8")
+    run(tmp_path, "uc1", export)
+    assert (tmp_path / "fhir" / "center").stat().st_mode & 0o777 == 0o700
+    for path in [*(tmp_path / "fhir").rglob("*"), *(tmp_path / "ingest").iterdir(), *(tmp_path / "rejects").iterdir()]:
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_record_ids_never_become_paths(tmp_path: Path) -> None:
+    ids = ["../../escape", "a/b", "x y", "CON", "é", ".hidden", "UC1_1", "uc1_1", "ok-1.2"]
+    header = "record_id,sex,onsetage,indeterm_nodule,diag_method,hep_b,hep_c,ald,autoimm_hep,nafld,psc,others,"
+    header += "chronic_hep,cirrhosis,child_pugh"
+    lines = [header, *(f'"{rid}",0,60,0,0,2,2,2,2,1,2,2,1,2,1' for rid in ids)]
+    export = tmp_path / "export.csv"
+    export.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = run(tmp_path, "uc1", export)
+    assert summary["bundles"] == len(ids)
+    bundle_dir = tmp_path / "fhir" / "center"
+    names = sorted(os.listdir(bundle_dir))
+    assert len(names) == len(ids)
+    assert {p.parent for p in bundle_dir.rglob("*.json")} == {bundle_dir}
+    index = [line.split("\t") for line in (tmp_path / "fhir" / "center.index.tsv").read_text().splitlines()[1:]]
+    files = {rid: name for rid, name, *_ in index}
+    assert files["ok-1.2"] == "ok-1.2.json"
+    assert files["UC1_1"] == "UC1_1.json"
+    assert files["uc1_1"].startswith("rid-")  # would collide with UC1_1.json on a case-insensitive file system
+    for rid in ("../../escape", "a/b", "x y", "CON", "é", ".hidden"):
+        assert files[rid].startswith("rid-") and files[rid].endswith(".json"), rid
+    for rid, name in files.items():
+        bundle = json.loads((bundle_dir / name).read_text())
+        assert bundle["entry"][0]["resource"]["identifier"][0]["value"] == rid
+
+
+def test_cli_convert_and_readable_errors(tmp_path: Path, compiled, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc3"], "hospital_a", 10, seed=2), encoding="utf-8")
+    assert (
+        main(
+            [
+                "convert",
+                str(DICTIONARIES / "uc3"),
+                str(export),
+                "--out",
+                str(tmp_path / "out"),
+                "--ontologies",
+                str(ONTOLOGIES),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows_in"] == 12 and summary["bundles"] + summary["rejected"] == 12
+    missing = tmp_path / "nope.csv"
+    assert (
+        main(
+            [
+                "convert",
+                str(DICTIONARIES / "uc3"),
+                str(missing),
+                "--out",
+                str(tmp_path / "o2"),
+                "--ontologies",
+                str(ONTOLOGIES),
+            ]
+        )
+        == 4
+    )
+    err = capsys.readouterr().err
+    assert err == f"oncofhir: error: {missing}: cannot read export: No such file or directory\n"
