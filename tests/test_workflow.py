@@ -73,3 +73,28 @@ def test_bad_configuration_fails_before_any_job(tmp_path: Path, config: str, cen
     result = dry_run(tmp_path, config, centers)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
+    """A new use case is a folder of files: the construct-test dictionary runs end to end, and reruns nothing."""
+    dictionaries = tmp_path / "dictionaries"
+    (dictionaries / "tst").mkdir(parents=True)
+    for name in ("redcap_dictionary.csv", "mapping.yaml"):
+        (dictionaries / "tst" / name).write_bytes((REPO / "tests" / "data" / "tst" / name).read_bytes())
+    (tmp_path / "centers.tsv").write_text(
+        f"use_case\tcenter\texport\ntst\tsite_1\t{tmp_path}/demo/tst/site_1.csv\n", encoding="utf-8"
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\ndictionaries: {dictionaries}\n"
+        f"demo: {{folder: {tmp_path}/demo, records: 25, seed: 1}}\n",
+        encoding="utf-8",
+    )
+    cmd = [*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg)]
+    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = (tmp_path / "results" / "report" / "run_summary.tsv").read_text().splitlines()
+    assert summary[1].split("\t")[:8] == ["tst", "site_1", "27", "24", "3", "24", "3", "yes"]
+    assert len(list((tmp_path / "results" / "fhir" / "tst" / "site_1").glob("*.json"))) == 24
+    second = subprocess.run([*cmd, "-n"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "Nothing to be done" in second.stdout + second.stderr

@@ -71,7 +71,7 @@ class Ontology:
         codes: dict[str, dict[str, str]] = {}
         for alias in systems:
             table = directory / f"{alias}.tsv"
-            codes[alias] = _read_table(table) if table.exists() else {}
+            codes[alias] = _read_table(table, systems[alias].version) if table.exists() else {}
         return cls(systems, codes)
 
     def resolve(self, ref: str) -> Concept:
@@ -88,8 +88,12 @@ class Ontology:
         return Concept(alias, system.uri, code, display, system.version)
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    """Read one ``code<TAB>display`` table; duplicate codes with different displays are an error."""
+def _read_table(path: Path, version: str) -> dict[str, str]:
+    """Read one ``code<TAB>display<TAB>version`` table.
+
+    Duplicate codes with different displays, and a version that differs from ``systems.yaml``, are errors: a table
+    must describe exactly one release of its code system.
+    """
     out: dict[str, str] = {}
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
@@ -99,6 +103,11 @@ def _read_table(path: Path) -> dict[str, str]:
             code, display = (row.get("code") or "").strip(), (row.get("display") or "").strip()
             if not code or not display:
                 raise DictionaryError(f"line {lineno}: empty code or display", path=str(path))
+            row_version = (row.get("version") or "").strip()
+            if row_version and row_version != version:
+                raise DictionaryError(
+                    f"line {lineno}: version '{row_version}' differs from systems.yaml ('{version}')", path=str(path)
+                )
             if code in out and out[code] != display:
                 raise DictionaryError(
                     f"line {lineno}: code '{code}' listed twice with different displays", path=str(path)

@@ -41,7 +41,7 @@ def _read_centers(path):
                 f"{path}, line {line}: use case '{row.use_case}' has no dictionary "
                 f"({folder}/mapping.yaml not found)"
             )
-        is_demo = Path(row.export).parts[:1] == (DEMO,)
+        is_demo = Path(row.export).resolve().is_relative_to(Path(DEMO).resolve())
         if not is_demo and not os.path.exists(row.export):
             raise WorkflowError(
                 f"{path}, line {line}: export '{row.export}' of {row.use_case}/{row.center} does not exist"
