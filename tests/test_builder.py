@@ -98,7 +98,9 @@ def test_blank_and_invalid_codes_are_explicit(builder: BundleBuilder) -> None:
     invalid = build(builder, sex="7")["sex"]
     assert invalid["dataAbsentReason"]["coding"][0]["code"] == "error"
     assert invalid["dataAbsentReason"]["text"] == "sex: '7' is not a permissible value"
-    assert build(builder, sex="1.0")["sex"]["valueCodeableConcept"]["coding"][0]["code"] == "LA3-6"
+    assert build(builder, sex="1.00")["sex"]["valueCodeableConcept"]["coding"][0]["code"] == "LA3-6"
+    for odd in ("1e0", "+1", "1.5", "01"):  # only a spreadsheet's trailing ".0" is tolerated
+        assert build(builder, sex=odd)["sex"]["dataAbsentReason"]["coding"][0]["code"] == "error", odd
 
 
 def test_condition_elements(builder: BundleBuilder) -> None:
@@ -224,3 +226,13 @@ def test_deterministic_and_order_independent(builder: BundleBuilder) -> None:
     rev = recs[::-1]
     second = list(builder.build(rev, {c: [r[c] for r in rev] for c in columns}, [2, 3, 4]))
     assert {b.record_id: b.bundle for b in first} == {b.record_id: b.bundle for b in second}
+
+
+@pytest.mark.parametrize(("record_id", "slot"), [("R1", None), ("R1", "sex"), ("../ü x", "med1")])
+def test_fast_uuid_equals_the_standard_library(record_id: str, slot: str | None) -> None:
+    import uuid
+
+    from oncofhir import NAMESPACE
+
+    name = f"tst/{record_id}" + (f"/{slot}" if slot else "")
+    assert resource_uuid("tst", record_id, slot) == str(uuid.uuid5(NAMESPACE, name))

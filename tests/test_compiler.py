@@ -72,7 +72,7 @@ def test_unknown_system_code_and_check_digit(tst: Path, tmp_path: Path) -> None:
     onto = tmp_path / "onto"
     shutil.copytree(ONTOLOGIES, onto)
     with (onto / "sct.tsv").open("a", encoding="utf-8") as handle:
-        handle.write("10200005\tMistyped liver structure\tx\n")
+        handle.write("10200005\tMistyped liver structure\thttp://snomed.info/sct/900000000000207008/version/20221231\n")
     assert problems(tst, onto)[1] == (
         "resource 'condition' (Condition), bodySite: 'sct:10200005' fails the verhoeff check digit / format of sct"
     )
@@ -85,7 +85,8 @@ def test_logic_errors_name_variable_and_position(tst: Path) -> None:
     assert got[0].startswith("variable 'flag_dur', branching logic: ")
     assert "position 16" in got[0]
     assert got[1] == (
-        "variable 'drug', mandatory condition: logic refers to unknown variable [chemotherapy] in \"[chemotherapy] = '2'\""
+        "variable 'drug', mandatory condition: logic refers to unknown variable [chemotherapy] "
+        "in \"[chemotherapy] = '2'\""
     )
 
 

@@ -9,6 +9,8 @@ building pydantic models per record is what made the original scripts slow.
 from __future__ import annotations
 
 import hashlib
+import operator
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,81 +96,92 @@ class BundleBuilder:
         n = len(rows)
         shown, when = self._masks(columns, n)
         rid_col = self.dd.record_id
+        vis_names = list(shown)
+        vis_lists = [shown[name] for name in vis_names]
+        vis_index = {name: k for k, name in enumerate(vis_names)}
+        plans = [self._plan(res, when[res["id"]], vis_index) for res in self.dd.resources]
+        blank = dict.fromkeys(self.fields, "")
         for i, rec in enumerate(rows):
             record_id = rec.get(rid_col, "")
             try:
-                visible = {name: mask[i] for name, mask in shown.items()}
-                emit = {rid: mask[i] for rid, mask in when.items()}
-                bundle = self._bundle(rec, record_id, visible, emit)
+                if len(rec) < len(blank):  # plan key getters read every dictionary column
+                    rec = blank | dict(rec)
+                vis = tuple(lst[i] for lst in vis_lists)
+                bundle = self._bundle(rec, record_id, vis, vis_names, plans, i)
             except Exception as exc:  # one bad record must never abort the center
                 yield Built(row_numbers[i], record_id, None, f"could not build bundle: {type(exc).__name__}: {exc}")
                 continue
             yield Built(row_numbers[i], record_id, bundle)
 
     # -- one record ---------------------------------------------------------------------------------------
+    def _plan(self, res: dict[str, Any], when: list[bool], vis_index: dict[str, int]) -> tuple[Any, ...]:
+        """Per-slot constants for the record loop: emission mask, memo key getters, id suffix."""
+        names = self._slot_vars[res["id"]]
+        value_key = operator.itemgetter(*names) if names else _no_key
+        vis_pos = [vis_index[v] for v in names if v in vis_index]
+        vis_key = operator.itemgetter(*vis_pos) if vis_pos else _no_key
+        omit_if_blank = res["primary"] if res["primary"] and res["if_blank"] == "omit" else None
+        return (res, when, value_key, vis_key, omit_if_blank, f"/{res['id']}".encode(), self._memo[res["id"]])
+
     def _bundle(
-        self, rec: Mapping[str, str], record_id: str, visible: dict[str, bool], emit: dict[str, bool]
+        self,
+        rec: Mapping[str, str],
+        record_id: str,
+        vis: tuple[bool, ...],
+        vis_names: list[str],
+        plans: list[tuple[Any, ...]],
+        i: int,
     ) -> dict[str, Any]:
         uc = self.dd.use_case
         ids = _IdMaker(uc, record_id)
-        subject = {"reference": "urn:uuid:" + ids("patient")}
-        ctx = _Record(rec, visible, self.fields, _SUBJECT)
+        subject = {"reference": "urn:uuid:" + ids(b"/patient")}
+        ctx: _Record | None = None
         entries: list[dict[str, Any]] = []
         emitted: dict[str, str] = {}
-        deferred: list[dict[str, Any]] = []
-        for res in self.dd.resources:
-            if not emit[res["id"]]:
+        deferred: list[tuple[dict[str, Any], bytes]] = []
+        for res, when, value_key, vis_key, omit_if_blank, suffix, memo in plans:
+            if not when[i]:
                 continue
-            primary = res["primary"]
-            if primary and res["if_blank"] == "omit" and not rec.get(primary, ""):
+            if omit_if_blank and not rec[omit_if_blank]:
                 continue
-            if res["type"] == "DiagnosticReport":
-                deferred.append(res)
+            rtype = res["type"]
+            if rtype == "DiagnosticReport":
+                deferred.append((res, suffix))
                 continue
-            items = self._cached_items(res, ctx, rec, visible, record_id)
+            key = (value_key(rec), vis_key(vis))
+            items = memo.get(key, _MISSING) if rtype != "Patient" else _MISSING
+            if items is _MISSING:
+                if ctx is None:
+                    ctx = _Record(rec, dict(zip(vis_names, vis, strict=True)), self.fields, _SUBJECT)
+                try:
+                    items = tuple(self._resource(res, ctx, record_id).items())
+                except _Absent:
+                    items = None
+                if rtype != "Patient":  # the Patient carries the record id: never shared
+                    if len(memo) >= self.MEMO_LIMIT:
+                        memo.clear()
+                    memo[key] = items
             if items is None:  # a required element is hidden by branching logic: the resource does not apply
                 continue
-            rid = ids(res["id"])
-            body: dict[str, Any] = {"resourceType": res["type"], "id": rid}
-            for key, value in items:
-                body[key] = subject if value is _SUBJECT else value
+            rid = ids(suffix)
+            body: dict[str, Any] = {"resourceType": rtype, "id": rid}
+            for k, value in items:
+                body[k] = subject if value is _SUBJECT else value
             entries.append({"fullUrl": "urn:uuid:" + rid, "resource": body})
             emitted[res["id"]] = rid
-        for res in deferred:
+        for res, suffix in deferred:
             refs = [{"reference": "urn:uuid:" + emitted[s]} for s in res["elements"]["result"] if s in emitted]
             if not refs:
                 continue
-            rid = ids(res["id"])
+            rid = ids(suffix)
             entries.append({"fullUrl": "urn:uuid:" + rid, "resource": self._diagnostic_report(res, rid, subject, refs)})
         return {
             "resourceType": "Bundle",
-            "id": ids(None),
+            "id": ids(b""),
             "meta": {"source": f"urn:oncofhir:dictionary:{uc}:{self.dd.version}"},
             "type": "collection",
             "entry": entries,
         }
-
-    def _cached_items(
-        self, res: dict[str, Any], ctx: _Record, rec: Mapping[str, str], visible: Mapping[str, bool], record_id: str
-    ) -> tuple[tuple[str, Any], ...] | None:
-        """The resource's elements (minus resourceType and id) as items, built once per distinct input."""
-        if res["type"] == "Patient":  # carries the record id itself: never shared
-            return tuple(self._resource(res, ctx, record_id).items())
-        names = self._slot_vars[res["id"]]
-        key = tuple(rec.get(v, "") for v in names) + tuple(visible.get(v, True) for v in names)
-        memo = self._memo[res["id"]]
-        try:
-            return memo[key]
-        except KeyError:
-            pass
-        try:
-            items: tuple[tuple[str, Any], ...] | None = tuple(self._resource(res, ctx, record_id).items())
-        except _Absent:
-            items = None
-        if len(memo) >= self.MEMO_LIMIT:
-            memo.clear()
-        memo[key] = items
-        return items
 
     def _resource(self, res: dict[str, Any], ctx: _Record, record_id: str) -> dict[str, Any]:
         """Build the elements of one resource (without resourceType and id; subject is a placeholder)."""
@@ -321,12 +334,9 @@ class _Record:
     def _lookup(mapping: Mapping[str, Any], value: str) -> tuple[bool, Any]:
         if value in mapping:
             return True, mapping[value]
-        try:  # tolerate 1.0 for code 1 (spreadsheet round-trips); the QC stage still flags it
-            number = float(value)
-        except ValueError:
-            return False, None
-        if number.is_integer() and str(int(number)) in mapping:
-            return True, mapping[str(int(number))]
+        m = _TRAILING_ZEROS.match(value)  # tolerate "1.0" for code 1 (spreadsheet round-trips); QC still flags it
+        if m and m.group(1) in mapping:
+            return True, mapping[m.group(1)]
         return False, None
 
     def concept(self, src: dict[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -465,19 +475,28 @@ class _IdMaker:
     def __init__(self, use_case: str, record_id: str) -> None:
         self.base = hashlib.sha1(_NS_BYTES + f"{use_case}/{record_id}".encode())  # noqa: S324 (v5 is SHA-1)
 
-    def __call__(self, slot: str | None) -> str:
+    def __call__(self, suffix: bytes) -> str:
+        """The id of ``<use case>/<record id><suffix>`` (suffix ``b"/<slot>"``, or ``b""`` for the bundle)."""
         h = self.base.copy()
-        if slot is not None:
-            h.update(f"/{slot}".encode())
+        h.update(suffix)
         return _format_uuid5(h.digest())
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
 def _format_uuid5(digest: bytes) -> str:
-    h = bytearray(digest[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    """RFC 4122 text of a version-5 UUID from the first 16 bytes of its SHA-1 digest."""
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+_MISSING = object()
+_TRAILING_ZEROS = re.compile(r"^(-?\d+)\.0+$")
+
+
+def _no_key(_: Any) -> tuple[()]:
+    return ()
 
 
 def _variables(node: Any) -> set[str]:
