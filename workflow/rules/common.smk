@@ -46,6 +46,8 @@ def _read_centers(path):
             raise WorkflowError(
                 f"{path}, line {line}: export '{row.export}' of {row.use_case}/{row.center} does not exist"
             )
+    if "dag" not in sheet.columns:
+        sheet["dag"] = ""
     return sheet.set_index(["use_case", "center"], drop=False)
 
 
@@ -58,9 +60,32 @@ wildcard_constraints:
     center="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
+def _center(wildcards):
+    return CENTERS.loc[(wildcards.use_case, wildcards.center)]
+
+
 def get_export(wildcards):
-    """The REDCap export of one (use case, center), from the centers sheet."""
-    return CENTERS.loc[(wildcards.use_case, wildcards.center), "export"]
+    """The export the center's ingest reads: its own file, or its rows split out of a combined export."""
+    row = _center(wildcards)
+    if row.dag:
+        return f"{RESULTS}/exports/{wildcards.use_case}/{wildcards.center}.csv"
+    return row.export
+
+
+def get_combined_export(wildcards):
+    """The combined (all data access groups) export a center's rows are split from."""
+    return _center(wildcards).export
+
+
+def get_dag(wildcards):
+    """The center's REDCap data access group in a combined export."""
+    return _center(wildcards).dag
+
+
+def split_reports():
+    """Split reports of the centers read from combined exports (for the unclaimed-groups check)."""
+    rows = CENTERS[CENTERS.dag != ""]
+    return [f"{RESULTS}/exports/{u}/{c}.split.json" for u, c in zip(rows.use_case, rows.center)]
 
 
 def ontology_tables():
@@ -84,4 +109,5 @@ def get_final_outputs():
     return [
         *per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
         f"{RESULTS}/report/run_summary.tsv",
+        f"{RESULTS}/report/unclaimed_groups.tsv",
     ]

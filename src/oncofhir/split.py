@@ -1,0 +1,94 @@
+"""Split one combined REDCap export (all data access groups) into one center's export.
+
+REDCap projects usually hold every hospital in one project, separated by data access groups (DAGs). Splitting by
+``redcap_data_access_group`` gives each center its own file, so each center keeps its own jobs and a change in one
+hospital's rows reruns only that hospital. Every split also records the DAGs the whole file holds, so rows of a DAG
+that no center claims are reported instead of silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .errors import InputDataError
+from .ingest import DAG, _decode
+from .io_utils import write_private
+
+
+def split_export(combined: str | Path, dag: str, out_csv: str | Path, out_report: str | Path) -> dict[str, Any]:
+    """Write the header and the rows of ``dag`` from ``combined`` to ``out_csv`` (UTF-8, LF), plus a report."""
+    combined = Path(combined)
+    try:
+        data = combined.read_bytes()
+    except OSError as exc:
+        raise InputDataError(f"cannot read export: {exc.strerror}", path=str(combined)) from None
+    reader = csv.reader(io.StringIO(_decode(data, combined), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise InputDataError("the export is empty (no header line)", path=str(combined))
+    names = [h.strip() for h in header]
+    if DAG not in names:
+        raise InputDataError(
+            f"column '{DAG}' is missing: export with data access groups, or drop the 'dag' column of this center",
+            path=str(combined),
+        )
+    k = names.index(DAG)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    counts: Counter[str] = Counter()
+    selected = 0
+    try:
+        for cells in reader:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            group = cells[k].strip() if k < len(cells) else ""
+            counts[group] += 1
+            if group == dag:
+                writer.writerow(cells)
+                selected += 1
+    except csv.Error as exc:
+        raise InputDataError(f"line {reader.line_num}: malformed CSV ({exc})", path=str(combined)) from None
+    write_private(out_csv, out.getvalue().encode("utf-8"))
+    report = {
+        "combined_export": str(combined),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "dag": dag,
+        "selected_rows": selected,
+        "rows_by_dag": dict(sorted(counts.items())),
+    }
+    write_private(out_report, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    return report
+
+
+def unclaimed_groups(reports: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(combined export, DAG, rows) for every DAG of a combined export that no center selects."""
+    claimed: dict[str, set[str]] = {}
+    totals: dict[str, dict[str, int]] = {}
+    for rep in reports:
+        claimed.setdefault(rep["combined_export"], set()).add(rep["dag"])
+        totals[rep["combined_export"]] = rep["rows_by_dag"]
+    return [
+        (export, dag, n)
+        for export, by_dag in sorted(totals.items())
+        for dag, n in by_dag.items()
+        if dag not in claimed[export]
+    ]
+
+
+def write_unclaimed(report_paths: list[str], out: str | Path) -> int:
+    """Write ``combined_export, dag, rows`` for every unclaimed group (header only when all are claimed)."""
+    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p in report_paths]
+    rows = unclaimed_groups(reports)
+    lines = ["combined_export\tdag\trows", *(f"{e}\t{d or '(blank)'}\t{n}" for e, d, n in rows)]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if rows:
+        print(f"WARNING: {len(rows)} data access group(s) claimed by no center: see {out}")
+    return len(rows)
