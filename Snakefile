@@ -10,6 +10,7 @@ include: "workflow/rules/dictionary.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/report.smk"
 

@@ -138,3 +138,38 @@ def test_cli_convert_and_readable_errors(tmp_path: Path, compiled, capsys: pytes
     )
     err = capsys.readouterr().err
     assert err == f"oncofhir: error: {missing}: cannot read export: No such file or directory\n"
+
+
+def test_quality_gate_sends_records_to_the_rejects(tmp_path: Path, compiled) -> None:
+    from oncofhir.qc import stage_qc
+
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc1"], "hospital_a", 30, seed=4), encoding="utf-8")
+    compiled_json = tmp_path / "dict.json"
+    stage_compile(DICTIONARIES / "uc1", ONTOLOGIES, compiled_json)
+    ing = tmp_path / "ingest"
+    stage_ingest(compiled_json, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
+    qc = stage_qc(compiled_json, ing / "records.csv", tmp_path / "qc", min_record_score=90, center="hospital_a")
+    gate = [line.split("\t") for line in (tmp_path / "qc" / "gate.tsv").read_text().splitlines()[1:]]
+    failing = {int(row): (rid, score, why) for row, rid, score, passed, why in gate if passed == "no"}
+    assert len(failing) == qc["excluded"] > 0
+    summary = stage_fhir(
+        compiled_json,
+        ing / "records.csv",
+        ing / "rejects.tsv",
+        ing / "report.json",
+        tmp_path / "fhir" / "c",
+        tmp_path / "fhir" / "c.ndjson",
+        tmp_path / "fhir" / "c.index.tsv",
+        tmp_path / "rejects.tsv",
+        tmp_path / "fhir" / "c.summary.json",
+        gate_tsv=tmp_path / "qc" / "gate.tsv",
+    )
+    assert summary["rows_in"] == 32 == summary["bundles"] + summary["rejected"]
+    assert summary["rejected"] == 3 + len(failing)
+    rejects = [line.split("\t") for line in (tmp_path / "rejects.tsv").read_text().splitlines()[1:]]
+    by_row = {int(r[0]): r for r in rejects if r[2] == "qc"}
+    assert set(by_row) == set(failing)
+    for row, (rid, score, why) in failing.items():
+        assert by_row[row][1] == rid
+        assert by_row[row][3] == f"quality gate: record score {score}; {why}"

@@ -59,6 +59,27 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_qc(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .qc import stage_qc
+
+    weights = yaml.safe_load(args.weights) if args.weights else None
+    minimums = yaml.safe_load(args.min_type_scores) if args.min_type_scores else None
+    summary = stage_qc(
+        args.dictionary,
+        args.records,
+        args.out_dir,
+        weights=weights,
+        min_record_score=args.min_record_score,
+        min_type_scores=minimums,
+        center=args.center,
+        no_checks=args.no_checks,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
 def _cmd_fhir(args: argparse.Namespace) -> int:
     from .pipeline import stage_fhir
 
@@ -73,6 +94,7 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         args.rejects,
         args.summary,
         identifier_system=args.identifier_system,
+        gate_tsv=args.gate,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -138,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--require-complete", action="store_true", help="reject records whose form is not Complete")
     ing.set_defaults(func=_cmd_ingest)
 
+    qc = sub.add_parser("qc", help="score data quality (the paper's Table 2), write the drill-down and the gate")
+    qc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
+    qc.add_argument("--records", required=True, help="normalised records CSV from `oncofhir ingest`")
+    qc.add_argument("--out-dir", required=True)
+    qc.add_argument("--center", required=True, help="center id shown in the report")
+    qc.add_argument("--weights", help="YAML/JSON mapping check type -> weight (default: the paper's Table 2)")
+    qc.add_argument("--min-record-score", type=float, default=0.0, help="gate: minimum record score (0-100)")
+    qc.add_argument("--min-type-scores", help="gate: YAML/JSON mapping check type -> minimum pass rate (0-100)")
+    qc.add_argument("--no-checks", choices=["renormalise", "full_credit"], default="renormalise")
+    qc.set_defaults(func=_cmd_qc)
+
     fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
     fh.add_argument("--dictionary", required=True)
     fh.add_argument("--records", required=True)
@@ -149,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--rejects", required=True)
     fh.add_argument("--summary", required=True)
     fh.add_argument("--identifier-system", default="urn:oncofhir:record-id")
+    fh.add_argument("--gate", help="gate.tsv from `oncofhir qc`: records it excludes go to the rejects")
     fh.set_defaults(func=_cmd_fhir)
 
     cv = sub.add_parser("convert", help="dictionary folder + export -> bundles, in one step")

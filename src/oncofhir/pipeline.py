@@ -13,7 +13,7 @@ from .dictionary import compile_dictionary, load_compiled
 from .errors import OncofhirError
 from .fhir.builder import BundleBuilder
 from .fhir.writer import write_center
-from .ingest import ingest_export, read_records, read_rejects, write_records, write_rejects
+from .ingest import Records, Reject, ingest_export, read_records, read_rejects, write_records, write_rejects
 from .io_utils import write_private
 
 DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
@@ -21,6 +21,21 @@ DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
 
 def _dump(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_gate(path: str | Path) -> dict[int, str]:
+    """Rows the QC gate excludes (``passed`` = no), with the reason to put in the rejects file."""
+    excluded: dict[int, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        col = {name: k for k, name in enumerate(header)}
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            if cells[col["passed"]] == "no":
+                excluded[int(cells[col["row"]])] = (
+                    f"quality gate: record score {cells[col['score']]}; {cells[col['reason']]}"
+                )
+    return excluded
 
 
 def stage_compile(dictionary_dir: str | Path, ontology_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
@@ -63,11 +78,28 @@ def stage_fhir(
     summary_out: str | Path,
     *,
     identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM,
+    gate_tsv: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly."""
+    """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
+
+    With ``gate_tsv`` (the QC stage's gate), records the quality gate excludes go to the rejects with their score.
+    """
     dd = load_compiled(compiled_json)
     records = read_records(records_csv)
     prior = read_rejects(ingest_rejects)
+    if gate_tsv is not None:
+        excluded = read_gate(gate_tsv)
+        if excluded:
+            keep = [k for k, row in enumerate(records.row_numbers) if row not in excluded]
+            for k, row in enumerate(records.row_numbers):
+                if row in excluded:
+                    prior.append(Reject(row, records.rows[k][dd.record_id], "qc", excluded[row]))
+            records = Records(
+                records.columns,
+                [records.rows[k] for k in keep],
+                [records.row_numbers[k] for k in keep],
+                [records.dags[k] for k in keep],
+            )
     report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
     builder = BundleBuilder(dd, identifier_system)
     built = builder.build(records.rows, records.column_arrays(), records.row_numbers)

@@ -85,7 +85,10 @@ def get_dag(wildcards):
 def split_reports():
     """Split reports of the centers read from combined exports (for the unclaimed-groups check)."""
     rows = CENTERS[CENTERS.dag != ""]
-    return [f"{RESULTS}/exports/{u}/{c}.split.json" for u, c in zip(rows.use_case, rows.center)]
+    return [
+        f"{RESULTS}/exports/{u}/{c}.split.json"
+        for u, c in zip(rows.use_case, rows.center)
+    ]
 
 
 def ontology_tables():
@@ -110,4 +113,5 @@ def get_final_outputs():
         *per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/unclaimed_groups.tsv",
+        f"{RESULTS}/qc/index.html",
     ]

@@ -5,6 +5,7 @@ rule fhir:
         records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
         ingest_rejects=f"{RESULTS}/ingest/{{use_case}}/{{center}}/rejects.tsv",
         ingest_report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
+        gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
     output:
         bundles=directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}"),
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",

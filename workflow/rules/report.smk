@@ -3,6 +3,7 @@ rule run_summary:
     input:
         ingest=per_center(f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json"),
         fhir=per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json"),
+        qc=per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/qc.json"),
     output:
         f"{RESULTS}/report/run_summary.tsv",
     log:

@@ -17,5 +17,6 @@ run(
         sm.output.rejects,
         sm.output.summary,
         identifier_system=sm.params.identifier_system,
+        gate_tsv=sm.input.gate,
     ),
 )

@@ -1,0 +1,151 @@
+"""The QC stage as two plain functions: one (use case, center), and the page combining all of them.
+
+Configuration is validated before any data is read, so a typo in a weight fails the job with a message naming
+the key rather than after minutes of work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ..dictionary.compiled import load_compiled
+from ..errors import ConfigError, OncofhirError
+from ..io_utils import private_dir, write_private
+from .assess import assess
+from .checks import run_checks
+from .gate import check_gate
+from .html import center_page, index_page
+from .model import DEFAULT_NO_CHECKS
+from .scoring import check_policy, resolve_weights, score_table
+from .writers import write_tables
+
+OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "qc.json", "report.html", "gate.tsv")
+
+
+def read_columns(records_csv: str | Path) -> tuple[list[int], list[str], dict[str, NDArray[np.object_]]]:
+    """The normalised records (:func:`oncofhir.ingest.write_records`) column by column: row numbers, DAGs, columns.
+
+    Same file as :func:`oncofhir.ingest.read_records`, read column-major by pandas' C parser: QC works on columns,
+    and building 20,000 row dicts only to transpose them took longer than all the checks.
+    """
+    try:
+        frame = pd.read_csv(
+            records_csv, dtype=object, keep_default_na=False, na_filter=False, encoding="utf-8", engine="c"
+        )
+    except (OSError, ValueError) as exc:
+        raise OncofhirError(f"cannot read records: {exc}", path=str(records_csv)) from None
+    if list(frame.columns[:2]) != ["_row", "_dag"]:
+        raise OncofhirError("not a records table written by ingest (no _row, _dag columns)", path=str(records_csv))
+    rows = [int(x) for x in frame["_row"].tolist()]
+    dags = frame["_dag"].tolist()
+    return rows, dags, {c: frame[c].to_numpy(dtype=object) for c in frame.columns[2:]}
+
+
+def stage_qc(
+    compiled_json: str | Path,
+    records_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    weights: Mapping[str, float] | None = None,
+    min_record_score: float = 0.0,
+    min_type_scores: Mapping[str, float] | None = None,
+    center: str,
+    no_checks: str = DEFAULT_NO_CHECKS,
+) -> dict[str, Any]:
+    """Check one center's records against its dictionary; write the six QC outputs into ``out_dir``.
+
+    ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
+    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
+    Returns a short summary (records, score, failures, excluded).
+    """
+    resolved = resolve_weights(weights)
+    policy = check_policy(no_checks)
+    threshold, minimums = check_gate(min_record_score, min_type_scores)
+    dd = load_compiled(compiled_json)
+    row_numbers, dags, columns = read_columns(records_csv)
+    n = len(row_numbers)
+    result = run_checks(dd, columns, n)
+    qc = assess(
+        result,
+        use_case=dd.use_case,
+        center=center,
+        dictionary_version=dd.version,
+        row_numbers=row_numbers,
+        record_ids=result.value_list(dd.record_id) if dd.record_id in result.columns else [""] * n,
+        dags=dags,
+        weights=resolved,
+        no_checks=policy,
+        min_record_score=threshold,
+        min_type_scores=minimums,
+    )
+    out = private_dir(out_dir)
+    summary = qc.summary()
+    write_tables(qc, out, summary)
+    write_private(out / "report.html", center_page(qc, summary).encode("utf-8"))
+    return {
+        "use_case": dd.use_case,
+        "center": center,
+        "records": n,
+        "checks": len(result.checks),
+        "score": summary["total"]["score"],
+        "failures": summary["failures"],
+        "excluded": qc.gate.excluded,
+    }
+
+
+def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
+    """The combined page: every center's scores, and each use case's score from its centers' pooled counts.
+
+    Centers of one use case must have been scored with the same weights and policy (one config), else pooling
+    would mix incomparable numbers: that is an error.
+    """
+    out_path = Path(out_html)
+    centers = []
+    for path in qc_json_paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise OncofhirError(f"cannot read QC result: {exc}", path=str(path)) from None
+        report = Path(path).with_name("report.html")
+        data["link"] = Path(os.path.relpath(report, out_path.parent)).as_posix()
+        centers.append(data)
+    centers.sort(key=lambda c: (c["use_case"], c["center"]))
+    use_cases = []
+    for uc in sorted({c["use_case"] for c in centers}):
+        members = [c for c in centers if c["use_case"] == uc]
+        policy = members[0]["policy"]
+        for c in members[1:]:
+            if c["policy"] != policy:
+                raise ConfigError(
+                    f"QC results of {uc} were scored with different weights or policies "
+                    f"({members[0]['center']}: {policy}; {c['center']}: {c['policy']}): re-run QC with one config"
+                )
+        counts: dict[str, tuple[int, int]] = {}
+        for c in members:
+            for row in [*c["table"], *c["unscored"]]:
+                fail, passed = counts.get(row["type"], (0, 0))
+                counts[row["type"]] = (fail + row["fail"], passed + row["pass"])
+        counts = {t: fp for t, fp in counts.items() if sum(fp)}
+        use_cases.append(
+            {
+                "use_case": uc,
+                "centers": len(members),
+                "records": sum(c["records"] for c in members),
+                "excluded": sum(c["gate"]["excluded"] for c in members),
+                "table": score_table(counts, policy["weights"], policy["no_checks"]),
+            }
+        )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(out_path, index_page(centers, use_cases).encode("utf-8"))
+    return {
+        "centers": len(centers),
+        "use_cases": {u["use_case"]: u["table"].total.score for u in use_cases},
+    }

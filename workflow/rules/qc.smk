@@ -1,0 +1,45 @@
+rule qc:
+    """Data-quality checks and scores (the paper's Table 2) for one center, the drill-down and the gate."""
+    input:
+        dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
+        records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
+    output:
+        scores=f"{RESULTS}/qc/{{use_case}}/{{center}}/scores.tsv",
+        records=f"{RESULTS}/qc/{{use_case}}/{{center}}/records.tsv",
+        failures=f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
+        json=f"{RESULTS}/qc/{{use_case}}/{{center}}/qc.json",
+        html=f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
+        gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
+    log:
+        f"{RESULTS}/logs/qc/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/qc/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    params:
+        weights=config["qc"]["weights"],
+        min_record_score=config["qc"]["min_record_score"],
+        min_type_scores=config["qc"]["min_type_scores"],
+        no_checks=config["qc"]["no_checks"],
+    message:
+        "Checking data quality of {wildcards.use_case}/{wildcards.center}"
+    script:
+        "../scripts/qc.py"
+
+
+rule qc_index:
+    """One page with the data-quality scores of every center and use case, linking to each center's report."""
+    input:
+        per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/qc.json"),
+    output:
+        f"{RESULTS}/qc/index.html",
+    log:
+        f"{RESULTS}/logs/qc_index.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/qc_index.tsv"
+    conda:
+        ENV
+    message:
+        "Writing the combined data-quality page"
+    script:
+        "../scripts/qc_index.py"

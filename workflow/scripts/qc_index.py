@@ -1,0 +1,7 @@
+"""Snakemake adapter: the combined data-quality page of every center and use case."""
+
+from oncofhir.qc import write_qc_index
+from oncofhir.smk import run
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run(sm, lambda: write_qc_index(list(sm.input), sm.output[0]))
