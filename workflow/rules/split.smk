@@ -5,16 +5,16 @@ rule split_export:
     output:
         export=f"{RESULTS}/exports/{{use_case}}/{{center}}.csv",
         report=f"{RESULTS}/exports/{{use_case}}/{{center}}.split.json",
-    params:
-        dag=get_dag,
     log:
         f"{RESULTS}/logs/split_export/{{use_case}}/{{center}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/split_export/{{use_case}}/{{center}}.tsv"
-    message:
-        "Splitting {wildcards.use_case}/{wildcards.center} out of {input}"
     conda:
         ENV
+    params:
+        dag=get_dag,
+    message:
+        "Splitting {wildcards.use_case}/{wildcards.center} out of {input}"
     script:
         "../scripts/split_export.py"
 
@@ -29,9 +29,9 @@ rule unclaimed_groups:
         f"{RESULTS}/logs/unclaimed_groups.log",
     benchmark:
         f"{RESULTS}/benchmarks/unclaimed_groups.tsv"
-    message:
-        "Checking that every data access group is claimed by a center"
     conda:
         ENV
+    message:
+        "Checking that every data access group is claimed by a center"
     script:
         "../scripts/unclaimed_groups.py"

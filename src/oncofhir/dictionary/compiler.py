@@ -365,7 +365,9 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
     for r in compiled_resources:
         for slot in r["elements"].get("result", []):
             if slot not in by_id or by_id[slot]["type"] != "Observation":
-                problems.append(f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping")
+                problems.append(
+                    f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping"
+                )
     data_fields = {f.name for f in fields_list if f.type in DATA_TYPES and f.type != "calc"}
     for name in sorted(data_fields - comp.used):
         problems.append(f"variable '{name}' feeds no resource: its data would be lost")
