@@ -92,7 +92,10 @@ class BundleBuilder:
     def build(
         self, rows: Sequence[Mapping[str, str]], columns: Mapping[str, Sequence[str]], row_numbers: Sequence[int]
     ) -> Iterator[Built]:
-        """Yield one :class:`Built` per input row, in input order; never raises for a bad record."""
+        """Yield one :class:`Built` per input row, in input order; never raises for a bad record.
+
+        Bundles share nested elements with each other (memoised resource bodies): treat them as read-only.
+        """
         n = len(rows)
         shown, when = self._masks(columns, n)
         rid_col = self.dd.record_id
@@ -149,24 +152,25 @@ class BundleBuilder:
                 deferred.append((res, suffix))
                 continue
             key = (value_key(rec), vis_key(vis))
-            items = memo.get(key, _MISSING) if rtype != "Patient" else _MISSING
-            if items is _MISSING:
+            template = memo.get(key, _MISSING) if rtype != "Patient" else _MISSING
+            if template is _MISSING:
                 if ctx is None:
                     ctx = _Record(rec, dict(zip(vis_names, vis, strict=True)), self.fields, _SUBJECT)
                 try:
-                    items = tuple(self._resource(res, ctx, record_id).items())
+                    template = {"resourceType": rtype, "id": None, **self._resource(res, ctx, record_id)}
                 except _Absent:
-                    items = None
+                    template = None
                 if rtype != "Patient":  # the Patient carries the record id: never shared
                     if len(memo) >= self.MEMO_LIMIT:
                         memo.clear()
-                    memo[key] = items
-            if items is None:  # a required element is hidden by branching logic: the resource does not apply
+                    memo[key] = template
+            if template is None:  # a required element is hidden by branching logic: the resource does not apply
                 continue
             rid = ids(suffix)
-            body: dict[str, Any] = {"resourceType": rtype, "id": rid}
-            for k, value in items:
-                body[k] = subject if value is _SUBJECT else value
+            body = template.copy()  # shallow: nested elements are shared, read-only (documented on build())
+            body["id"] = rid
+            if "subject" in body:
+                body["subject"] = subject
             entries.append({"fullUrl": "urn:uuid:" + rid, "resource": body})
             emitted[res["id"]] = rid
         for res, suffix in deferred:
