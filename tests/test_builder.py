@@ -199,7 +199,7 @@ def test_medication_administration_dosage(builder: BundleBuilder) -> None:
 
 def test_medication_unit_blank_and_hidden_slot(builder: BundleBuilder) -> None:
     med = build(builder, chemo="2", drug="1", dose="50")["med1"]
-    assert med["dosage"]["dose"] == {"value": 50, "_code": dar("unknown")}
+    assert med["dosage"]["dose"] == {"value": 50, "system": "http://unitsofmeasure.org", "_code": dar("unknown")}
     assert med["dosage"]["rateRatio"]["denominator"] == dar("unknown")
     assert med["effectivePeriod"] == dar("unknown")
     not_done = build(builder, chemo="0")  # branching hides drug: no administration at all

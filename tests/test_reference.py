@@ -352,12 +352,13 @@ def unit_of(rec: Record, unit: Mapping[str, Any]) -> dict[str, Any]:
     else:  # a unit chosen by another variable: blank -> the unit is marked missing, the number is kept
         variable = unit["variable"]
         text = rec.values.get(variable, "") if rec.shown(variable) else ""
+        system = {"system": "http://unitsofmeasure.org"}  # qty-3: an absent code still names its system
         if not text:
-            return {"_code": dar_ext("unknown")}
+            return {**system, "_code": dar_ext("unknown")}
         rec.used.add(variable)
         entry = unit["map"].get(text)
         if entry is None:
-            return {"_code": dar_ext("error")}
+            return {**system, "_code": dar_ext("error")}
         coding = entry["coding"]
     return {"unit": coding["display"], "system": coding["system"], "code": coding["code"]}
 
@@ -468,6 +469,8 @@ def expected_resource(res: Mapping[str, Any], rec: Record, record_id: str, uc: s
         for key in ("clinicalStatus", "verificationStatus"):
             if key in el:
                 put(out, key, lambda k=key: concept(rec, el[k], notes))
+                if key in out and "coding" not in out[key]:  # required binding without "unknown": omitted
+                    del out[key]
         if "category" in el:
             out["category"] = [{"coding": [el["category"]["coding"]]}]
         out["code"] = concept(rec, el["code"], notes)
@@ -1269,7 +1272,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "histopat": MISSING,
         "histopat_2": _both(HIDDEN, "no Condition when blank (`if_blank: omit`)"),
         "histopat_3": _both(HIDDEN, "no Condition when blank (`if_blank: omit`)"),
-        "recurrence": _both("[content] 1 no -> remission, not inactive", MISSING),
+        "recurrence": "[content] 1 no -> remission, not inactive; blank -> no clinicalStatus (required binding)",
         "dfs": MISSING,
         "os": MISSING,
         "menop": _both(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,9 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     summary = (tmp_path / "results" / "report" / "run_summary.tsv").read_text().splitlines()
     assert summary[1].split("\t")[:8] == ["tst", "site_1", "27", "24", "3", "24", "3", "yes"]
-    assert len(list((tmp_path / "results" / "fhir" / "tst" / "site_1").glob("*.json"))) == 24
+    bundles = sorted((tmp_path / "results" / "fhir" / "tst" / "site_1").glob("*.json"))
+    assert len(bundles) == 24
+    patient = json.loads(bundles[0].read_text())["entry"][0]["resource"]
+    assert patient["identifier"][0]["system"] == "urn:oncofhir:record-id"  # the default config's value
     second = subprocess.run([*cmd, "-n"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr

@@ -230,6 +230,8 @@ class BundleBuilder:
             for key in ("clinicalStatus", "verificationStatus"):
                 if key in el:
                     ctx.put(out, key, lambda k=key: ctx.concept(el[k], notes))
+                    if key in out and "coding" not in out[key]:  # required binding, no "unknown" code: omit
+                        del out[key]
             if "category" in el:
                 out["category"] = [{"coding": [el["category"]["coding"]]}]
             out["code"] = ctx.concept(el["code"], notes)
@@ -425,6 +427,9 @@ class _Record:
                 unit_value = ""
             found, entry = self._lookup(unit["map"], unit_value) if unit_value else (False, None)
             if not found or entry is None:
+                systems = {e["coding"]["system"] for e in unit["map"].values() if e and e.get("coding")}
+                if len(systems) == 1:  # qty-3: a code (even an absent one) needs its system
+                    q["system"] = systems.pop()
                 q["_code"] = dar_extension("error" if unit_value else "unknown")
                 return q
             coding = entry["coding"]
