@@ -12,6 +12,7 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 
 

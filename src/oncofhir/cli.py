@@ -100,6 +100,16 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validate.report import run_cli
+
+    code, out = run_cli(
+        args.use_case, args.paths, dictionaries=args.dictionaries, ontologies=args.ontologies, fmt=args.format
+    )
+    print(out)
+    return code
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     """Compile + ingest + FHIR in one go into ``--out`` (for a quick look outside the workflow)."""
     from .pipeline import stage_compile, stage_fhir, stage_ingest
@@ -184,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--identifier-system", default="urn:oncofhir:record-id")
     fh.add_argument("--gate", help="gate.tsv from `oncofhir qc`: records it excludes go to the rejects")
     fh.set_defaults(func=_cmd_fhir)
+
+    va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")
+    va.add_argument("--use-case", required=True, help="use case whose dictionary the bundles follow")
+    va.add_argument("paths", nargs="+", help="bundle files (.json, .ndjson) or folders")
+    va.add_argument("--format", choices=["text", "json"], default="text")
+    va.add_argument("--dictionaries", default="resources/dictionaries")
+    va.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    va.set_defaults(func=_cmd_validate)
 
     cv = sub.add_parser("convert", help="dictionary folder + export -> bundles, in one step")
     cv.add_argument("dictionary_dir")

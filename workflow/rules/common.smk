@@ -114,4 +114,12 @@ def get_final_outputs():
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
     ]
+
+
+def get_hl7_outcome(wildcards):
+    """The HL7 validator's outcome for a center when that optional stage is on; nothing otherwise."""
+    if not config["validation"]["hl7_validator"]["enabled"]:
+        return []
+    return f"{RESULTS}/validation/{wildcards.use_case}/{wildcards.center}/hl7_outcome.json"

@@ -1,0 +1,257 @@
+"""The validation stage: validate a center's bundles, merge the HL7 validator's findings, write the report.
+
+Writes into ``out_dir``: ``issues.json`` (one object per issue), ``issues.tsv`` (the same, for a spreadsheet) and
+``summary.json`` (counts by severity, layer and rule, the bundles with errors, the HL7 validator's expected offline
+messages, speed, and a one-line summary for the workflow report). With ``fail_on_error`` an error anywhere raises
+:class:`~oncofhir.errors.OncofhirError` *after* the report is written, so the data manager can read why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..dictionary import load_compiled
+from ..errors import InputDataError, OncofhirError
+from ..io_utils import write_private
+from . import hl7
+from .engine import DEFAULT_ONTOLOGIES, ValidationContext, validate_bundle
+from .issues import LAYERS, SEVERITIES, Issue
+
+COLUMNS = ("source", "bundle", "layer", "rule", "severity", "code", "location", "message")
+
+
+def read_bundles(paths: Iterable[str | Path]) -> Iterator[tuple[str, Any]]:
+    """(source, parsed JSON) for every bundle in files (``.json`` or ``.ndjson``) and folders (their ``*.json``)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from read_bundles(sorted(path.glob("*.json")))
+        elif path.suffix == ".ndjson":
+            with path.open("rb") as handle:
+                for n, line in enumerate(handle, start=1):
+                    if line.strip():
+                        yield f"{path.name}:{n}", _parse(line, f"{path}:{n}")
+        elif path.exists():
+            yield path.name, _parse(path.read_bytes(), str(path))
+        else:
+            raise InputDataError("no such file or folder", path=str(path))
+
+
+def _parse(data: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return _Unreadable(f"not JSON: {exc}", where)
+
+
+class _Unreadable:
+    """A file that is not JSON: reported as a fatal issue, never a crash."""
+
+    def __init__(self, reason: str, where: str) -> None:
+        self.reason = reason
+        self.where = where
+
+
+def validate_all(
+    bundles: Iterable[tuple[str, Any]], context: ValidationContext
+) -> Iterator[tuple[str, str, list[Issue]]]:
+    """(source, bundle id, issues) per bundle."""
+    for source, bundle in bundles:
+        if isinstance(bundle, _Unreadable):
+            yield source, "", [Issue("fatal", "structure", "", bundle.reason, "not-json", "structure")]
+            continue
+        bundle_id = bundle.get("id", "") if isinstance(bundle, dict) else ""
+        yield source, bundle_id if isinstance(bundle_id, str) else "", validate_bundle(bundle, context)
+
+
+def summarize(
+    rows: list[dict[str, Any]], bundles: int, bad: set[str], expected: Counter[str] | None = None
+) -> dict[str, Any]:
+    """Counts by severity, layer and rule (with each rule's layer and severities)."""
+    by_severity = Counter(r["severity"] for r in rows)
+    by_layer: dict[str, Counter[str]] = {}
+    by_rule: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_layer.setdefault(r["layer"], Counter())[r["severity"]] += 1
+        entry = by_rule.setdefault(f"{r['layer']}/{r['rule']}", {"layer": r["layer"], "rule": r["rule"]})
+        entry[r["severity"]] = entry.get(r["severity"], 0) + 1
+    errors = by_severity["error"] + by_severity["fatal"]
+    return {
+        "bundles": bundles,
+        "bundles_with_errors": len(bad),
+        "issues": len(rows),
+        "errors": errors,
+        "by_severity": {s: by_severity[s] for s in SEVERITIES},
+        "by_layer": {layer: dict(by_layer[layer]) for layer in LAYERS if layer in by_layer},
+        "by_rule": dict(sorted(by_rule.items())),
+        "hl7_expected_offline": dict(sorted((expected or Counter()).items())),
+        "valid": errors == 0,
+    }
+
+
+def stage_validate(
+    compiled_json: str | Path,
+    bundles: str | Path,
+    out_dir: str | Path,
+    *,
+    fail_on_error: bool,
+    hl7_outcome: str | Path | None = None,
+    ontologies: str | Path | None = DEFAULT_ONTOLOGIES,
+    definitions: str | Path | None = None,
+    center: str | None = None,
+) -> dict[str, Any]:
+    """Validate a center's bundles (a folder of ``*.json`` or an NDJSON file) and write the report."""
+    dd = load_compiled(compiled_json)
+    context = ValidationContext.create(dd, ontologies=ontologies, definitions=definitions)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    center = center or out.name
+    rows: list[dict[str, Any]] = []
+    bad: set[str] = set()
+    count = 0
+    start = time.perf_counter()
+    for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
+        count += 1
+        for issue in issues:
+            rows.append(_row(source, bundle_id, issue))
+            if issue.is_error:
+                bad.add(bundle_id or source)
+    seconds = time.perf_counter() - start
+    expected: Counter[str] = Counter()
+    hl7_info: dict[str, Any] = {"ran": False}
+    if hl7_outcome is not None:
+        outcome = hl7.read(hl7_outcome)
+        expected = outcome.expected
+        hl7_info = {"ran": True, "files": outcome.files, "issues": len(outcome.issues)}
+        ids: dict[str, str] = {}
+        for path, issue in outcome.issues:
+            if path not in ids:
+                ids[path] = _bundle_id(path)
+            rows.append(_row(Path(path).name, ids[path], issue))
+            if issue.is_error:
+                bad.add(ids[path] or Path(path).name)
+    summary = {
+        "use_case": dd.use_case,
+        "center": center,
+        "dictionary_version": dd.version,
+        "fhir": f"{context.defs.package}#{context.defs.version}",
+        "suppressed_rules": sorted(context.suppressed),
+        **summarize(rows, count, bad, expected),
+        "hl7_validator": hl7_info,
+        "seconds": round(seconds, 2),
+        "bundles_per_second": round(count / seconds, 1) if seconds else None,
+        "cache": dict(context.stats),
+    }
+    summary["line"] = summary_line(summary)
+    write_private(out / "issues.json", orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+    write_private(out / "issues.tsv", _tsv(rows))
+    write_private(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    if fail_on_error and not summary["valid"]:
+        raise OncofhirError(
+            f"validation of {dd.use_case}/{center} found {summary['errors']} error(s) in "
+            f"{summary['bundles_with_errors']} of {count} bundle(s); report: {out}",
+            details=_top_rules(summary),
+        )
+    return summary
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line per center for the workflow report."""
+    sev = summary["by_severity"]
+    hl7_part = " + HL7 validator" if summary.get("hl7_validator", {}).get("ran") else ""
+    status = "valid" if summary["valid"] else f"INVALID ({summary['bundles_with_errors']} bundles with errors)"
+    return (
+        f"{summary['use_case']}/{summary['center']}: {summary['bundles']} bundles, {status}; "
+        f"{sev['fatal'] + sev['error']} errors, {sev['warning']} warnings{hl7_part}"
+    )
+
+
+def format_text(summary: dict[str, Any], rows: list[dict[str, Any]], limit: int = 50) -> str:
+    """A readable report for the command line: the summary, then the first ``limit`` issues."""
+    lines = [summary_line(summary)]
+    for key, rule in summary["by_rule"].items():
+        counts = ", ".join(f"{rule[s]} {s}" for s in SEVERITIES if rule.get(s))
+        lines.append(f"  {key}: {counts}")
+    shown = [r for r in rows if r["severity"] in {"fatal", "error"}][:limit] or rows[:limit]
+    if shown:
+        lines.append("")
+    for r in shown:
+        lines.append(f"{r['source']}: {r['severity']} [{r['layer']}/{r['rule']}] {r['location']}: {r['message']}")
+    if len(rows) > len(shown):
+        lines.append(f"... {len(rows) - len(shown)} more issue(s) (use --format json for all)")
+    return "\n".join(lines)
+
+
+def run_cli(
+    use_case: str,
+    paths: list[str],
+    *,
+    dictionaries: str | Path = "resources/dictionaries",
+    ontologies: str | Path = "resources/ontologies",
+    fmt: str = "text",
+) -> tuple[int, str]:
+    """``oncofhir validate``: (exit code, output). Exit 1 when any error is found."""
+    from ..dictionary import compile_dictionary
+
+    dd = compile_dictionary(Path(dictionaries) / use_case, ontologies)
+    context = ValidationContext.create(dd, ontologies=ontologies)
+    rows: list[dict[str, Any]] = []
+    bad: set[str] = set()
+    count = 0
+    for source, bundle_id, issues in validate_all(read_bundles(paths), context):
+        count += 1
+        for issue in issues:
+            rows.append(_row(source, bundle_id, issue))
+            if issue.is_error:
+                bad.add(bundle_id or source)
+    summary = {"use_case": use_case, "center": ", ".join(paths), **summarize(rows, count, bad)}
+    code = 0 if summary["valid"] else 1
+    if fmt == "json":
+        return code, orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
+    return code, format_text(summary, rows)
+
+
+def _bundle_id(path: str) -> str:
+    """The Bundle.id of a file the HL7 validator reported on (so both sources count a bundle once)."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return ""
+    found = data.get("id") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+def _row(source: str, bundle_id: str, issue: Issue) -> dict[str, Any]:
+    return {
+        "source": source,
+        "bundle": bundle_id,
+        "layer": issue.layer,
+        "rule": issue.rule,
+        "severity": issue.severity,
+        "code": issue.code,
+        "location": issue.location,
+        "message": issue.message,
+    }
+
+
+def _tsv(rows: list[dict[str, Any]]) -> bytes:
+    def clean(value: Any) -> str:
+        return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+    lines = ["\t".join(COLUMNS)]
+    lines += ["\t".join(clean(r[c]) for c in COLUMNS) for r in rows]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _top_rules(summary: dict[str, Any], n: int = 10) -> list[str]:
+    errors = [
+        (r.get("error", 0) + r.get("fatal", 0), key)
+        for key, r in summary["by_rule"].items()
+        if r.get("error") or r.get("fatal")
+    ]
+    return [f"{key}: {count} error(s)" for count, key in sorted(errors, reverse=True)[:n]]

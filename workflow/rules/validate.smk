@@ -1,0 +1,53 @@
+rule validate:
+    """Validate a center's bundles: six in-process layers, plus the HL7 validator's findings when that stage is on."""
+    input:
+        dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
+        bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        ontologies=ontology_tables(),
+        definitions=[
+            f"{workflow.basedir}/resources/fhir/{name}"
+            for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json")
+        ],
+        hl7=get_hl7_outcome,
+    output:
+        issues=f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.json",
+        tsv=f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+        summary=f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json",
+    log:
+        f"{RESULTS}/logs/validate/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/validate/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    params:
+        fail_on_error=config["validation"]["fail_on_error"],
+    message:
+        "Validating the FHIR bundles of {wildcards.use_case}/{wildcards.center}"
+    script:
+        "../scripts/validate.py"
+
+
+rule hl7_validator:
+    """The official HL7 FHIR validator on a center's bundles, in one JVM, offline (-tx n/a)."""
+    input:
+        bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}",
+    output:
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/hl7_outcome.json",
+    log:
+        f"{RESULTS}/logs/hl7_validator/{{use_case}}/{{center}}.log",
+        validator=f"{RESULTS}/logs/hl7_validator/{{use_case}}/{{center}}.validator.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/hl7_validator/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=5000,
+    params:
+        home=config["validation"]["hl7_validator"]["home"],
+        java=config["validation"]["hl7_validator"]["java"],
+        memory=config["validation"]["hl7_validator"]["memory"],
+        timeout=config["validation"]["hl7_validator"]["timeout"],
+    message:
+        "Running the HL7 FHIR validator on {wildcards.use_case}/{wildcards.center}"
+    script:
+        "../scripts/hl7_validator.py"
