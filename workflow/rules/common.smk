@@ -122,4 +122,6 @@ def get_hl7_outcome(wildcards):
     """The HL7 validator's outcome for a center when that optional stage is on; nothing otherwise."""
     if not config["validation"]["hl7_validator"]["enabled"]:
         return []
-    return f"{RESULTS}/validation/{wildcards.use_case}/{wildcards.center}/hl7_outcome.json"
+    return (
+        f"{RESULTS}/validation/{wildcards.use_case}/{wildcards.center}/hl7_outcome.json"
+    )
