@@ -1,0 +1,211 @@
+"""Benchmark the whole workflow on a synthetic consortium: 5 use cases x 7 centers, N patients in all.
+
+Usage: python benchmarks/bench_workflow.py [--patients 20000] [--centers 7] [--cores 2] [--keep]
+Generates the centers' exports once (cached under benchmarks/out/exports/), runs `snakemake --cores 2` on them
+into a fresh results folder, and prints wall time, time per stage (sum of Snakemake's benchmark files), peak
+memory, output size, and the original scripts' FHIR-only time for the same patient mix (REVIEW.md). The figures
+are also written to benchmarks/out/workflow-<patients>x<centers>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+#: Original EuCanImage scripts, FHIR step only, one core, patients/s (REVIEW.md, "Baseline speed").
+ORIGINAL = {"uc1": 374, "uc3": 190, "uc45": 183, "uc68": 89, "uc7": 75}
+SEED = 1
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal integers (the first ones one larger)."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def patients_per_export(patients: int, centers: int) -> dict[tuple[str, str], int]:
+    """{(use case, center): records}: the total split evenly over use cases, then over each use case's centers."""
+    plan = {}
+    for use_case, n in zip(ORIGINAL, split(patients, len(ORIGINAL)), strict=True):
+        for k, records in enumerate(split(n, centers)):
+            plan[(use_case, f"center_{k + 1}")] = records
+    return plan
+
+
+@functools.cache
+def _dictionary(use_case: str):
+    from oncofhir.dictionary import compile_dictionary
+
+    return compile_dictionary(REPO / "resources" / "dictionaries" / use_case, REPO / "resources" / "ontologies")
+
+
+def _write_export(args: tuple[str, str, int, str]) -> str:
+    use_case, center, records, out = args
+    from oncofhir.demo import generate
+
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_bytes(generate(_dictionary(use_case), center, records, SEED).encode("utf-8"))
+    tmp.replace(out)
+    return out
+
+
+def make_exports(folder: Path, plan: dict[tuple[str, str], int], workers: int) -> float:
+    """Write the exports that are not cached yet (generation is slow: ~2 ms per record); seconds spent."""
+    todo = []
+    for (use_case, center), records in plan.items():
+        path = folder / use_case / f"{center}.csv"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            todo.append((use_case, center, records, str(path)))
+    t0 = time.perf_counter()
+    if todo:
+        print(f"generating {len(todo)} exports ({sum(r for *_, r, _ in todo):,} patients) ...", flush=True)
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_export, sorted(todo, key=lambda t: -t[2])))
+    return time.perf_counter() - t0
+
+
+def read_benchmarks(results: Path) -> dict[str, list[dict[str, float]]]:
+    """{rule: [benchmark row per job]} from <results>/benchmarks/<rule>/... or <results>/benchmarks/<rule>.tsv."""
+    rows = defaultdict(list)
+    root = results / "benchmarks"
+    for path in root.rglob("*.tsv"):
+        rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+        with path.open(encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                rows[rule].append({k: float(v) for k, v in row.items() if k in ("s", "max_rss", "cpu_time")})
+    return rows
+
+
+def disk_usage(folder: Path, skip: tuple[str, ...] = ("logs", "benchmarks")) -> tuple[int, int, int]:
+    """(bytes on disk, apparent bytes, files) below ``folder``, without the logs and benchmarks."""
+    blocks = size = files = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        if Path(dirpath) == folder:
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            blocks += st.st_blocks * 512
+            size += st.st_size
+            files += 1
+    return blocks, size, files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=20000, help="patients in the whole consortium")
+    parser.add_argument("--centers", type=int, default=7, help="centers per use case")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--workdir", default=str(REPO / "benchmarks" / "out"), help="scratch folder (on the disk under test)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the results folder")
+    args = parser.parse_args(argv)
+
+    work = Path(args.workdir)
+    plan = patients_per_export(args.patients, args.centers)
+    exports = work / "exports" / f"{args.patients}x{args.centers}-seed{SEED}"
+    generation_s = make_exports(exports, plan, args.cores)
+    run = Path(tempfile.mkdtemp(prefix=f"workflow-{args.patients}-", dir=work))
+    sheet = run / "centers.tsv"
+    sheet.write_text(
+        "use_case\tcenter\texport\tdescription\n"
+        + "".join(f"{u}\t{c}\t{exports / u / c}.csv\tsynthetic, {n} patients\n" for (u, c), n in plan.items()),
+        encoding="utf-8",
+    )
+    config = run / "config.yaml"
+    config.write_text(f"centers: {sheet}\nresults: {run / 'results'}\ndemo:\n  folder: {run / 'demo'}\n")
+
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config)]
+    print(f"running: {' '.join(cmd)}", flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with (run / "snakemake.log").open("w") as log:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime  # every process of the run
+    peak_process_mb = after.ru_maxrss / 1024
+    if proc.returncode != 0:
+        print((run / "snakemake.log").read_text()[-3000:], file=sys.stderr)
+        print(f"snakemake failed (exit {proc.returncode}); results kept in {run}", file=sys.stderr)
+        return 1
+
+    bench = read_benchmarks(run / "results")
+    on_disk, apparent, files = disk_usage(run / "results")
+    by_uc = defaultdict(int)
+    for (use_case, _), n in plan.items():
+        by_uc[use_case] += n
+    original_fhir = sum(n / ORIGINAL[uc] for uc, n in by_uc.items())
+    jobs = sum(len(v) for v in bench.values())
+    stages = {
+        rule: {
+            "jobs": len(rows),
+            "seconds": round(sum(r["s"] for r in rows), 2),
+            "cpu_seconds": round(sum(r.get("cpu_time", 0) for r in rows), 2),
+            "slowest_job_s": round(max(r["s"] for r in rows), 2),
+            "max_rss_mb": round(max(r["max_rss"] for r in rows), 1),
+        }
+        for rule, rows in sorted(bench.items(), key=lambda kv: -sum(r["s"] for r in kv[1]))
+    }
+    report = {
+        "patients": args.patients,
+        "exports": len(plan),
+        "largest_export_patients": max(plan.values()),
+        "cores": args.cores,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "jobs": jobs,
+        "job_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+        "stages": stages,
+        "peak_job_rss_mb": max(s["max_rss_mb"] for s in stages.values()),
+        "peak_process_rss_mb": round(peak_process_mb, 1),
+        "output_bytes_on_disk": on_disk,
+        "output_bytes": apparent,
+        "output_files": files,
+        "original_fhir_s": round(original_fhir, 1),
+        "export_generation_s": round(generation_s, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_average_1min_at_end": os.getloadavg()[0],
+    }
+    (work / f"workflow-{args.patients}x{args.centers}.json").write_text(json.dumps(report, indent=1) + "\n")
+
+    shape = f"{len(plan)} exports (5 use cases x {args.centers} centers, up to {max(plan.values())} patients each)"
+    print(f"\n{args.patients:,} patients, {shape}, --cores {args.cores}")
+    print(f"{'stage':20} {'jobs':>5} {'sum s':>8} {'cpu s':>8} {'slowest s':>10} {'max RSS MB':>11}")
+    for rule, s in stages.items():
+        print(
+            f"{rule:20} {s['jobs']:>5} {s['seconds']:>8.1f} {s['cpu_seconds']:>8.1f} {s['slowest_job_s']:>10.2f}"
+            f" {s['max_rss_mb']:>11.0f}"
+        )
+    print(f"{'all jobs':20} {jobs:>5} {report['job_seconds']:>8.1f}")
+    print(f"wall time            {wall:8.1f} s  (Snakemake, {args.cores} cores; load average {os.getloadavg()[0]:.1f})")
+    print(f"CPU time             {cpu:8.1f} s  (every process of the run: Snakemake and its jobs)")
+    peak = report["peak_job_rss_mb"]
+    print(f"peak memory          {peak:8.0f} MB largest job, {peak_process_mb:.0f} MB any process")
+    print(f"output               {on_disk / 2**20:8.1f} MiB on disk, {apparent / 2**20:.1f} MiB in {files:,} files")
+    rates = ", ".join(f"{k} {v}/s" for k, v in ORIGINAL.items())
+    print(f"original scripts     {original_fhir:8.1f} s  FHIR step alone, one core ({rates})")
+    print(f"export generation    {generation_s:8.1f} s  (not part of the workflow; cached)")
+    if args.keep:
+        print(f"results kept in {run}")
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

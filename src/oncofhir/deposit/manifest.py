@@ -1,0 +1,178 @@
+"""The deposit manifest: what was encrypted, for whom, with sizes and checksums; merged and verified here.
+
+One row per encrypted file: ``use_case, center, pseudonym, file, plain_bytes, plain_md5, plain_sha256,
+c4gh_bytes, c4gh_md5, c4gh_sha256``. ``file`` is the path below the EGA root (``results/ega``) as uploaded,
+``<use_case>/<center>/<name>.c4gh``; ``pseudonym`` is the patient's pseudonym (the file stem) for a bundle and
+empty for the center's NDJSON. EGA's upload tools record the same md5 and sha256 values, so the manifest
+reconciles the submission with what the workflow produced.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..errors import InputDataError, OncofhirError
+from ..io_utils import write_private
+from .names import C4GH_SUFFIX
+from .streams import HashingReader, HashingWriter
+
+COLUMNS = (
+    "use_case",
+    "center",
+    "pseudonym",
+    "file",
+    "plain_bytes",
+    "plain_md5",
+    "plain_sha256",
+    "c4gh_bytes",
+    "c4gh_md5",
+    "c4gh_sha256",
+)
+HEADER = "\t".join(COLUMNS) + "\n"
+
+Row = dict[str, str]
+
+
+def format_manifest(rows: Iterable[Sequence[str]]) -> bytes:
+    """The TSV text of a manifest (rows in COLUMNS order)."""
+    return (HEADER + "".join("\t".join(row) + "\n" for row in rows)).encode("utf-8")
+
+
+def read_manifest(path: str | Path) -> list[Row]:
+    """The rows of a manifest as dicts; an unexpected header or a short row is an error naming the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputDataError(f"cannot read manifest: {exc.strerror}", path=str(path)) from None
+    if not lines or lines[0] + "\n" != HEADER:
+        raise InputDataError(f"not a deposit manifest: the header must be {HEADER.strip()!r}", path=str(path))
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        values = line.split("\t")
+        if len(values) != len(COLUMNS):
+            raise InputDataError(f"line {number}: {len(values)} columns instead of {len(COLUMNS)}", path=str(path))
+        rows.append(dict(zip(COLUMNS, values, strict=True)))
+    return rows
+
+
+def merge_manifests(paths: Sequence[str | Path], out: str | Path) -> dict[str, int]:
+    """Concatenate per-center manifests into one, sorted by use case, center and file.
+
+    Refuses (with the offending values) a file listed twice or a pseudonym shared by two centers of one use
+    case: the latter means two centers exported the same record id, and the archive would merge two patients.
+    """
+    rows: list[Row] = []
+    for path in paths:
+        rows.extend(read_manifest(path))
+    problems: list[str] = []
+    seen_files: set[str] = set()
+    owner: dict[tuple[str, str], str] = {}
+    for row in rows:
+        if row["file"] in seen_files:
+            problems.append(f"file {row['file']} is listed twice")
+        seen_files.add(row["file"])
+        if row["pseudonym"]:
+            key = (row["use_case"], row["pseudonym"])
+            other = owner.setdefault(key, row["center"])
+            if other != row["center"]:
+                problems.append(
+                    f"pseudonym {row['pseudonym']} of use case {row['use_case']} occurs in centers {other} and "
+                    f"{row['center']} (the same record id in two centers)"
+                )
+    if problems:
+        raise OncofhirError("the per-center manifests do not merge", details=problems[:20])
+    rows.sort(key=lambda r: (r["use_case"], r["center"], r["file"]))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_private(out, format_manifest([r[c] for c in COLUMNS] for r in rows))
+    centers = {(r["use_case"], r["center"]) for r in rows}
+    return {"files": len(rows), "bundles": sum(1 for r in rows if r["pseudonym"]), "centers": len(centers)}
+
+
+def _check(row: Row, prefix: str, size: int, md5: str, sha256: str) -> list[str]:
+    found = {"bytes": str(size), "md5": md5, "sha256": sha256}
+    return [
+        f"{row['file']}: {'plaintext' if prefix == 'plain' else 'encrypted'} {what} {value} differs from the "
+        f"manifest ({row[f'{prefix}_{what}']})"
+        for what, value in found.items()
+        if row[f"{prefix}_{what}"] != value
+    ]
+
+
+def verify(
+    manifest_path: str | Path,
+    root: str | Path | None = None,
+    private_key: str | Path | None = None,
+    passphrase_env: str | None = None,
+) -> list[str]:
+    """Check every encrypted file against the manifest; with a private key, decrypt each and check the plaintext.
+
+    Returns the problems found (empty when everything reconciles): a listed file missing, a size or checksum
+    that differs, a file that does not decrypt with the key (not a recipient, or tampered with), and any
+    ``.c4gh`` file in the manifest's folders that the manifest does not list (it would be uploaded unaccounted).
+    ``root`` is the EGA root the ``file`` column is relative to; by default the merged manifest's folder
+    (``results/ega/manifest.tsv``) or two levels up from a per-center one (``results/ega/<uc>/<center>.manifest.tsv``).
+    """
+    from crypt4gh import lib
+
+    from .keys import PASSPHRASE_ENV, load_private_key, quiet_crypt4gh
+
+    quiet_crypt4gh()
+    if root is None:
+        here = Path(manifest_path).parent
+        root = here.parent if Path(manifest_path).name.endswith(".manifest.tsv") else here
+    root = Path(root)
+    rows = read_manifest(manifest_path)
+    keys = None
+    if private_key is not None:
+        keys = [(0, load_private_key(private_key, passphrase_env or PASSPHRASE_ENV), None)]
+    problems: list[str] = []
+    listed = set()
+    for row in rows:
+        listed.add(row["file"])
+        path = root / row["file"]
+        try:
+            raw = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below, whatever happens)
+        except OSError as exc:
+            problems.append(f"{row['file']}: cannot open ({exc.strerror})")
+            continue
+        with raw:
+            encrypted = HashingReader(raw)
+            if keys is not None:
+                plain = HashingWriter(None)
+                try:
+                    lib.decrypt(keys, encrypted, plain)
+                except Exception as exc:  # any failure to decrypt is a finding, not a crash
+                    reason = "not a recipient of this key" if "encryption method" in str(exc) else "corrupt"
+                    problems.append(f"{row['file']}: does not decrypt ({reason}: {type(exc).__name__}: {exc})")
+                    plain = None
+                if plain is not None:
+                    problems += _check(row, "plain", plain.size, plain.md5.hexdigest(), plain.sha256.hexdigest())
+            encrypted.drain()
+            problems += _check(row, "c4gh", encrypted.size, encrypted.md5.hexdigest(), encrypted.sha256.hexdigest())
+    folders = {Path(f).parent for f in listed}
+    for folder in sorted(folders):
+        if not (root / folder).is_dir():
+            continue
+        for entry in os.scandir(root / folder):
+            rel = str(folder / entry.name)
+            if entry.name.endswith(C4GH_SUFFIX) and rel not in listed:
+                problems.append(f"{rel}: encrypted file not listed in the manifest")
+    return problems
+
+
+def stage_manifest(paths: Sequence[str | Path], out: str | Path, root: str | Path | None = None) -> dict[str, int]:
+    """Merge the per-center manifests into ``out`` and check every encrypted file against it (no key needed).
+
+    Cheap insurance (one read of the encrypted files) that what is listed is what lies on disk before anyone
+    uploads it; decrypting needs a recipient's private key: ``oncofhir verify --sk``.
+    """
+    summary = merge_manifests(paths, out)
+    problems = verify(out, root if root is not None else Path(out).parent)
+    if problems:
+        Path(out).unlink()
+        more = [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        raise OncofhirError("the encrypted files do not match their manifests", details=problems[:20] + more)
+    return summary

@@ -1,0 +1,67 @@
+# Deposit for the EGA (docs/deposit.md): Crypt4GH-encrypted bundles per (use case, center), checksums, manifest.
+
+
+if config["deposit"].get("sender_key"):
+
+    envvars:
+        "ONCOFHIR_C4GH_PASSPHRASE",
+
+
+rule demo_keys:
+    """Demo Crypt4GH key pairs (EGA stand-in, consortium), made at run time: never committed, never for real data."""
+    output:
+        ega=f"{RESULTS}/keys/ega.pub",
+        ega_secret=f"{RESULTS}/keys/ega.sec",
+        consortium=f"{RESULTS}/keys/consortium.pub",
+        consortium_secret=f"{RESULTS}/keys/consortium.sec",
+    log:
+        f"{RESULTS}/logs/demo_keys.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/demo_keys.tsv"
+    conda:
+        ENV
+    message:
+        "Generating demo Crypt4GH keys next to {output.ega} (demo only)"
+    script:
+        "../scripts/demo_keys.py"
+
+
+rule encrypt:
+    """Every bundle and the NDJSON of one center to .c4gh for every recipient, with the center's manifest."""
+    input:
+        bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}",
+        ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        recipients=get_recipient_keys,
+        sender=get_sender_key,
+    output:
+        encrypted=directory(f"{RESULTS}/ega/{{use_case}}/{{center}}"),
+        manifest=f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv",
+    log:
+        f"{RESULTS}/logs/encrypt/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/encrypt/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    message:
+        "Encrypting {wildcards.use_case}/{wildcards.center} for the EGA"
+    script:
+        "../scripts/encrypt.py"
+
+
+rule manifest:
+    """Merge the per-center manifests into results/ega/manifest.tsv and check every encrypted file against it."""
+    input:
+        per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv"),
+    output:
+        f"{RESULTS}/ega/manifest.tsv",
+    log:
+        f"{RESULTS}/logs/manifest.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/manifest.tsv"
+    conda:
+        ENV
+    message:
+        "Writing the EGA manifest"
+    script:
+        "../scripts/merge_manifests.py"
