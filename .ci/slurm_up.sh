@@ -42,12 +42,12 @@ if [ "${SLURM_SKIP_APT:-0}" != 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   PKGS="slurm-wlm munge"
   [ "$ACCOUNTING" = slurmdbd ] && PKGS="$PKGS slurmdbd mariadb-server"
-  missing=""
-  for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
-  if [ -n "$missing" ]; then
+  missing=()
+  for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
     # no systemd: the packages' postinst cannot start the daemons; that is fine, they are started below.
     apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends $missing >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
   log "packages: $PKGS (slurm $(dpkg-query -W -f='${Version}' slurmctld))"
 fi
@@ -176,7 +176,7 @@ wait_for 60 bash -c "sinfo -h -N -o '%T' | grep -Eq '^(idle|mixed|allocated)'" |
 log "slurmctld (pid $(cat /run/slurmctld.pid)) + slurmd (pid $(cat /run/slurmd.pid)) up"
 
 # ---------------------------------------------------------------- smoke test
-ACC_ARG=""; [ "$ACCOUNTING" = slurmdbd ] && ACC_ARG="-A $ACCOUNT"
-OUT=$(timeout 60 srun $ACC_ARG -p "$PARTITION" -N1 -n1 hostname -s)
+ACC_ARG=(); [ "$ACCOUNTING" = slurmdbd ] && ACC_ARG=(-A "$ACCOUNT")
+OUT=$(timeout 60 srun "${ACC_ARG[@]}" -p "$PARTITION" -N1 -n1 hostname -s)
 [ "$OUT" = "$NODE" ] || { echo "smoke test: srun printed '$OUT', expected '$NODE'" >&2; exit 1; }
 log "smoke test: srun ran on $NODE"
