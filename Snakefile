@@ -1,4 +1,5 @@
-# oncofhir: REDCap exports -> quality-scored, validated FHIR R4B bundles, per use case and center.
+# oncofhir: REDCap exports -> quality-scored, validated, pseudonymised and encrypted FHIR R4B bundles, per use case
+# and center.
 # Usage: snakemake --cores N [--configfile my.yaml]. Documentation: README.md, config/README.md, docs/.
 
 
@@ -13,6 +14,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/deposit.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -18,3 +18,14 @@ def _shared_reference() -> Path | None:
 
 
 SHARED_REFERENCE = _shared_reference()
+
+
+def workflow_env(secret: str = "oncofhir-demo-secret-NOT-for-real-data", **extra: str) -> dict[str, str]:
+    """The environment for a Snakemake subprocess: the caller's, without any oncofhir secret of its own, plus the
+    pseudonym secret (the public demo secret unless given) and ``extra`` variables."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONCOFHIR_", "C4GH_"))}
+    if secret:
+        env["ONCOFHIR_PSEUDONYM_KEY"] = secret
+    return env | extra

@@ -6,16 +6,18 @@ import base64
 import hashlib
 import hmac
 import io
+import json
 import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import DICTIONARIES, ONTOLOGIES, REPO
+from helpers import DICTIONARIES, ONTOLOGIES, REPO, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.deposit import c4gh, keys, manifest, names, pseudonym
@@ -45,7 +47,7 @@ def keyring(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def make_center(root: Path, center: str, records: int, secret: bytes = SECRET, use_case: str = "uc1") -> Path:
-    """Real FHIR outputs of a synthetic center under ``root/fhir``, bundles renamed to their pseudonyms."""
+    """Real FHIR outputs of a synthetic center under ``root/fhir``, bundles named by their pseudonyms."""
     compiled = root / f"{use_case}.json"
     if not compiled.exists():
         stage_compile(DICTIONARIES / use_case, ONTOLOGIES, compiled)
@@ -67,11 +69,8 @@ def make_center(root: Path, center: str, records: int, secret: bytes = SECRET, u
         fhir / f"{center}.index.tsv",
         root / "rejects" / f"{center}.tsv",
         fhir / f"{center}.summary.json",
+        pseudonymizer=pseudonym.Pseudonymizer(secret),
     )
-    pseudo = pseudonym.Pseudonymizer(secret)
-    for line in (fhir / f"{center}.index.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        record_id, name = line.split("\t")[:2]
-        os.rename(bundles / name, bundles / f"{pseudo.pseudonym(use_case, record_id)}.json")
     (bundles / ".snakemake_timestamp").write_text("")  # as Snakemake leaves in directory outputs
     return bundles
 
@@ -644,74 +643,74 @@ def test_stage_manifest_fails_when_files_do_not_match(tmp_path: Path, deposit: P
 
 # ------------------------------------------------------------------------------------------- no secret leaking
 
-SNAKEFILE = """
-RESULTS = "results"
-ENV = "../../envs/oncofhir.yaml"
-CENTERS = [("uc1", "hospital_a"), ("uc1", "hospital_b")]
 
-
-wildcard_constraints:
-    use_case="uc1",
-    center="[A-Za-z0-9][A-Za-z0-9_-]*",
-
-
-def per_center(pattern):
-    return [pattern.format(use_case=u, center=c) for u, c in CENTERS]
-
-
-def get_recipient_keys(wildcards):
-    demo = [f"{RESULTS}/keys/ega.pub", f"{RESULTS}/keys/consortium.pub"] if config["deposit"]["demo_keys"] else []
-    return demo + list(config["deposit"]["recipients"])
-
-
-def get_sender_key(wildcards):
-    return [config["deposit"]["sender_key"]] if config["deposit"].get("sender_key") else []
-
-
-include: "@RULES@"
-
-
-rule all:
-    input:
-        f"{RESULTS}/ega/manifest.tsv",
-"""
-
-
-def test_workflow_rules_run_and_no_secret_appears_in_any_output_or_log(
+def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     tmp_path: Path, keyring: dict[str, Path]
 ) -> None:
-    """The deposit rules on their own, with a sender key under a passphrase and the pseudonym secret set."""
-    secret = b"a-very-secret-pseudonym-key-4711"
-    for center, records in (("hospital_a", 8), ("hospital_b", 9)):
-        make_center(tmp_path / "results", center, records, secret=secret)
-    (tmp_path / "Snakefile").write_text(SNAKEFILE.replace("@RULES@", str(REPO / "workflow" / "rules" / "deposit.smk")))
+    """The whole Snakefile on two demo centers, with a sender key under a passphrase and a real pseudonym secret:
+    refused before any job without the passphrase; then only encrypted files remain, every one decrypts for both
+    demo recipients (library and command-line tool) to the bundle of the pseudonym it is named by, and neither
+    secret appears in any file the run wrote (outputs, logs, Snakemake's metadata) or in its console output."""
+    started = time.time()
+    secret = "a-very-secret-pseudonym-key-4711"
+    sheet = tmp_path / "centers.tsv"
+    sheet.write_text(
+        "use_case\tcenter\texport\n"
+        + "".join(f"uc1\t{c}\t{tmp_path}/demo/uc1/{c}.csv\n" for c in ("hospital_a", "hospital_b")),
+        encoding="utf-8",
+    )
     shutil.copy(keyring["sender.sec"], tmp_path / "sender.sec")
     config = tmp_path / "config.yaml"
-    config.write_text("deposit:\n  demo_keys: true\n  recipients: []\n  sender_key: sender.sec\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONCOFHIR_", "C4GH_"))}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config), "--directory", "."]
-    refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "ONCOFHIR_C4GH_PASSPHRASE" in refused.stderr
-    assert not (tmp_path / "results" / "ega").exists()  # refused before any job
-    env |= {pseudonym.SECRET_ENV: secret.decode(), keys.PASSPHRASE_ENV: PASSPHRASE}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    merged = tmp_path / "results" / "ega" / "manifest.tsv"
-    assert manifest.verify(merged, private_key=tmp_path / "results" / "keys" / "ega.sec") == []
+    config.write_text(
+        f"centers: {sheet}\nresults: {tmp_path}/results\ndemo: {{folder: {tmp_path}/demo, records: 9, seed: 3}}\n"
+        f"deposit: {{demo_keys: true, sender_key: {tmp_path}/sender.sec}}\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)]
+    refused = subprocess.run(command, cwd=REPO, env=workflow_env(secret), capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "set environment variable ONCOFHIR_C4GH_PASSPHRASE" in refused.stderr
+    assert not (tmp_path / "results").exists()  # refused before any job
+    env = workflow_env(secret, ONCOFHIR_C4GH_PASSPHRASE=PASSPHRASE)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results"
+    merged = results / "ega" / "manifest.tsv"
+    for who in ("ega", "consortium"):
+        assert manifest.verify(merged, private_key=results / "keys" / f"{who}.sec") == []
+    assert manifest.verify(merged, private_key=keyring["outsider.sec"]) != []
     rows = manifest.read_manifest(merged)
-    bundles = sum(1 for _ in (tmp_path / "results" / "fhir" / "uc1").glob("*/*.json"))
-    assert len(rows) == bundles + 2
-    logs = list((tmp_path / "results" / "logs").rglob("*.log"))
-    assert {p.name for p in logs} >= {"demo_keys.log", "manifest.log", "hospital_a.log", "hospital_b.log"}
-    assert "'sender': " in (tmp_path / "results" / "logs" / "encrypt" / "uc1" / "hospital_a.log").read_text()
-    needles = [secret, PASSPHRASE.encode(), secret.hex().encode(), base64.b64encode(secret)]
-    searched = 0
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            searched += 1
-            for needle in needles:
-                assert needle not in data, f"a secret appears in {path}"
-    assert searched > bundles * 2
+    summary = (results / "report" / "run_summary.tsv").read_text().splitlines()[1:]
+    bundles = [int(line.split("\t")[5]) for line in summary]
+    assert bundles == [9, 9] and len(rows) == sum(bundles) + 2
+    # plaintext intermediates are gone (deposit.temp_plaintext defaults to true); the local index remains
+    assert sorted(p.name for p in (results / "fhir" / "uc1").iterdir()) == [
+        f"{c}.{kind}" for c in ("hospital_a", "hospital_b") for kind in ("index.tsv", "summary.json")
+    ]
+    assert not list((results / "ingest").rglob("records.csv"))
+    index = (results / "fhir" / "uc1" / "hospital_a.index.tsv").read_text().splitlines()[1]
+    record_id, key = index.split("\t")[:2]
+    assert key == pseudonym.Pseudonymizer(secret.encode()).pseudonym("uc1", record_id)
+    encrypted = results / "ega" / "uc1" / "hospital_a" / f"{key}.json.c4gh"
+    plain = lib_decrypt(encrypted, results / "keys" / "ega.sec")
+    patient = json.loads(plain)["entry"][0]["resource"]
+    assert patient["identifier"] == [{"system": pseudonym.PSEUDONYM_SYSTEM, "value": key}]
+    assert record_id.encode() not in plain
+    if CLI:
+        with open(encrypted, "rb") as handle:
+            tool = subprocess.run(
+                [CLI, "decrypt", "--sk", str(results / "keys" / "consortium.sec")],
+                stdin=handle,
+                capture_output=True,
+                env=workflow_env(""),
+            )
+        assert tool.returncode == 0 and tool.stdout == plain
+    needles = [secret.encode(), PASSPHRASE.encode(), secret.encode().hex().encode(), base64.b64encode(secret.encode())]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
+    written += [p for p in (REPO / ".snakemake").rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+    for path in written:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, f"a secret appears in {path}"
+    assert len(written) > len(rows)
     for text in (done.stdout, done.stderr, refused.stdout, refused.stderr):
-        assert secret.decode() not in text and PASSPHRASE not in text
+        assert secret not in text and PASSPHRASE not in text

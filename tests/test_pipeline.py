@@ -15,7 +15,7 @@ from oncofhir.demo import generate
 from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
 
 
-def run(tmp: Path, use_case: str, export: Path) -> dict:
+def run(tmp: Path, use_case: str, export: Path, **kwargs) -> dict:
     compiled = tmp / "dict.json"
     stage_compile(DICTIONARIES / use_case, ONTOLOGIES, compiled)
     ing = tmp / "ingest"
@@ -30,6 +30,7 @@ def run(tmp: Path, use_case: str, export: Path) -> dict:
         tmp / "fhir" / "center.index.tsv",
         tmp / "rejects" / "center.tsv",
         tmp / "fhir" / "center.summary.json",
+        **kwargs,
     )
 
 
@@ -91,7 +92,7 @@ def test_record_ids_never_become_paths(tmp_path: Path) -> None:
     assert len(names) == len(ids)
     assert {p.parent for p in bundle_dir.rglob("*.json")} == {bundle_dir}
     index = [line.split("\t") for line in (tmp_path / "fhir" / "center.index.tsv").read_text().splitlines()[1:]]
-    files = {rid: name for rid, name, *_ in index}
+    files = {rid: name for rid, _key, name, *_ in index}
     assert files["ok-1.2"] == "ok-1.2.json"
     assert files["UC1_1"] == "UC1_1.json"
     assert files["uc1_1"].startswith("rid-")  # would collide with UC1_1.json on a case-insensitive file system
@@ -173,3 +174,28 @@ def test_quality_gate_sends_records_to_the_rejects(tmp_path: Path, compiled) -> 
     for row, (rid, score, why) in failing.items():
         assert by_row[row][1] == rid
         assert by_row[row][3] == f"quality gate: record score {score}; {why}"
+
+
+def test_pseudonymised_bundles_never_carry_the_record_id(tmp_path: Path, compiled) -> None:
+    """With a pseudonymizer the hospital's id appears only in the local index: not in a bundle, id or file name."""
+    from oncofhir.deposit.pseudonym import PSEUDONYM_SYSTEM, Pseudonymizer
+    from oncofhir.fhir.builder import resource_uuid
+
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc3"], "hospital_a", 20, seed=5), encoding="utf-8")
+    pseudo = Pseudonymizer(b"0123456789abcdef0123456789abcdef")
+    summary = run(tmp_path, "uc3", export, pseudonymizer=pseudo)
+    assert summary["pseudonymised"] is True and (summary["bundles"], summary["rejected"]) == (19, 3)
+    index = [line.split("\t") for line in (tmp_path / "fhir" / "center.index.tsv").read_text().splitlines()]
+    assert index[0] == ["record_id", "patient_key", "file", "bundle_id", "resources"]
+    ndjson = (tmp_path / "fhir" / "center.ndjson").read_text()
+    for record_id, key, name, bundle_id, _ in index[1:]:
+        assert key == pseudo.pseudonym("uc3", record_id) and name == f"{key}.json"
+        assert bundle_id == resource_uuid("uc3", key)
+        text = (tmp_path / "fhir" / "center" / name).read_text()
+        assert record_id not in text and record_id not in ndjson
+        bundle = json.loads(text)
+        patient = bundle["entry"][0]["resource"]
+        assert patient["identifier"] == [{"system": PSEUDONYM_SYSTEM, "value": key}]
+        assert patient["id"] == resource_uuid("uc3", key, "patient")
+    assert sorted(p.name for p in (tmp_path / "fhir" / "center").iterdir()) == sorted(r[2] for r in index[1:])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, workflow_env
 
 from oncofhir.demo import generate
 
@@ -67,6 +67,7 @@ def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     result = subprocess.run(
         [sys.executable, "-c", _RECORD_JOBS, str(record), "--configfile", str(config), *args],
         cwd=REPO,
+        env=workflow_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.errors import InputDataError
@@ -50,7 +50,7 @@ def test_workflow_reads_centers_from_a_combined_export(tmp_path: Path, compiled)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = [line.split("\t") for line in (tmp_path / "results/report/run_summary.tsv").read_text().splitlines()]
     assert [row[:8] for row in summary[1:]] == [

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, workflow_env
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def dry_run(tmp_path: Path, config: str, centers: str | None = None) -> subprocess.CompletedProcess[str]:
+def dry_run(
+    tmp_path: Path, config: str, centers: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     if centers is not None:
         (tmp_path / "centers.tsv").write_text(centers, encoding="utf-8")
     cfg = tmp_path / "config.yaml"
@@ -21,6 +24,7 @@ def dry_run(tmp_path: Path, config: str, centers: str | None = None) -> subproce
     return subprocess.run(
         [*SNAKEMAKE, "-n", "--cores", "1", "--configfile", str(cfg)],
         cwd=REPO,
+        env=workflow_env() if env is None else env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -31,6 +35,7 @@ def test_default_dry_run_schedules_every_center(tmp_path: Path) -> None:
     result = subprocess.run(
         [*SNAKEMAKE, "-n", "--cores", "1", "--directory", str(REPO), "--config", f"results={tmp_path}/r"],
         cwd=REPO,
+        env=workflow_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -88,17 +93,63 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\ndictionaries: {dictionaries}\n"
-        f"demo: {{folder: {tmp_path}/demo, records: 25, seed: 1}}\n",
+        f"demo: {{folder: {tmp_path}/demo, records: 25, seed: 1}}\n"
+        "deposit: {temp_plaintext: false}\n",
         encoding="utf-8",
     )
     cmd = [*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg)]
-    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(cmd, cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = (tmp_path / "results" / "report" / "run_summary.tsv").read_text().splitlines()
     assert summary[1].split("\t")[:8] == ["tst", "site_1", "27", "24", "3", "24", "3", "yes"]
     bundles = sorted((tmp_path / "results" / "fhir" / "tst" / "site_1").glob("*.json"))
     assert len(bundles) == 24
     patient = json.loads(bundles[0].read_text())["entry"][0]["resource"]
-    assert patient["identifier"][0]["system"] == "urn:oncofhir:record-id"  # the default config's value
-    second = subprocess.run([*cmd, "-n"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert patient["identifier"] == [{"system": "urn:oncofhir:pseudonym", "value": bundles[0].stem}]
+    assert len(manifest_rows(tmp_path / "results" / "ega" / "manifest.tsv")) == 24 + 1  # bundles + the NDJSON
+    second = subprocess.run([*cmd, "-n"], cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def manifest_rows(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()[1:]]
+
+
+SECRET_MESSAGES = [
+    ("", "", "environment variable ONCOFHIR_PSEUDONYM_KEY is missing or empty"),
+    ("x7q9z", "", "ONCOFHIR_PSEUDONYM_KEY is too short (5 bytes, at least 16 needed)"),
+    (
+        "oncofhir-demo-secret-NOT-for-real-data",
+        "deposit: {demo_keys: false, recipients: [@/ega.pub]}\n",
+        "holds the public demo secret, which must never pseudonymise real data",
+    ),
+    ("a-real-secret-of-32-characters!!", "deposit: {demo_keys: false}\n", "deposit.recipients is empty"),
+    ("a-real-secret-of-32-characters!!", "deposit: {demo_keys: false, recipients: [@/none.pub]}\n", "/none.pub"),
+    ("a-real-secret-of-32-characters!!", "deposit: {demo_keys: false, recipients: [@/ega.sec]}\n", "private key"),
+    ("a-real-secret-of-32-characters!!", "deposit: {sender_key: @/missing.sec}\n", "missing.sec"),
+]
+
+
+@pytest.mark.parametrize(("secret", "config", "message"), SECRET_MESSAGES)
+def test_missing_secret_or_bad_key_fails_before_any_job(tmp_path: Path, secret: str, config: str, message: str) -> None:
+    from oncofhir.deposit.keys import generate_keypair
+
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    result = dry_run(tmp_path, f"results: {tmp_path}/results\n{config}", env=workflow_env(secret))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and message.replace("@", str(tmp_path)) in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+    if secret:
+        assert secret not in out
+
+
+def test_real_secret_and_real_recipient_keys_plan_the_deposit(tmp_path: Path) -> None:
+    from oncofhir.deposit.keys import generate_keypair
+
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    config = f"results: {tmp_path}/results\ndeposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n"
+    result = dry_run(tmp_path, config, env=workflow_env("a-real-secret-of-32-characters!!"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    stats = dict(re.findall(r"^(\w+) +(\d+)$", out, flags=re.M))
+    assert stats["encrypt"] == "11" and stats["manifest"] == "1" and "demo_keys" not in stats

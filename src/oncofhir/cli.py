@@ -81,7 +81,10 @@ def _cmd_qc(args: argparse.Namespace) -> int:
 
 
 def _cmd_fhir(args: argparse.Namespace) -> int:
+    from .deposit.pseudonym import Pseudonymizer, load_secret
     from .pipeline import stage_fhir
+
+    pseudonymizer = None if args.no_pseudonyms else Pseudonymizer(load_secret())
 
     summary = stage_fhir(
         args.dictionary,
@@ -95,6 +98,7 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         args.summary,
         identifier_system=args.identifier_system,
         gate_tsv=args.gate,
+        pseudonymizer=pseudonymizer,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -131,6 +135,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         out / "summary.json",
     )
     print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Check a deposit manifest against the encrypted files (and, with --sk, decrypt and compare each)."""
+    from .deposit.manifest import read_manifest, verify
+
+    problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
+    files = len(read_manifest(args.manifest))
+    how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
+    for problem in problems:
+        print(f"{args.manifest}: {problem}")
+    if problems:
+        print(f"oncofhir verify: {len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
+        return 1
+    print(f"oncofhir verify: {files} file(s) {how}: all match {args.manifest}")
     return 0
 
 
@@ -191,7 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--index", required=True)
     fh.add_argument("--rejects", required=True)
     fh.add_argument("--summary", required=True)
-    fh.add_argument("--identifier-system", default="urn:oncofhir:record-id")
+    fh.add_argument(
+        "--identifier-system", help="Patient.identifier system (default urn:oncofhir:pseudonym, or :record-id)"
+    )
+    fh.add_argument(
+        "--no-pseudonyms",
+        action="store_true",
+        help="keep the record ids (local use only: such bundles cannot be deposited); by default bundles are "
+        "named and identified by pseudonyms made with the secret in ONCOFHIR_PSEUDONYM_KEY",
+    )
     fh.add_argument("--gate", help="gate.tsv from `oncofhir qc`: records it excludes go to the rejects")
     fh.set_defaults(func=_cmd_fhir)
 
@@ -209,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True)
     cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
     cv.set_defaults(func=_cmd_convert)
+
+    ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")
+    ve.add_argument("manifest", help="results/ega/manifest.tsv or a per-center <center>.manifest.tsv")
+    ve.add_argument("--root", help="folder the manifest's file column is relative to (default: from the manifest)")
+    ve.add_argument("--sk", help="a recipient's private key: decrypt every file and compare with the plaintext sums")
+    ve.add_argument(
+        "--passphrase-env",
+        default="ONCOFHIR_C4GH_PASSPHRASE",
+        help="environment variable holding the private key's passphrase",
+    )
+    ve.set_defaults(func=_cmd_verify)
 
     dm = sub.add_parser("demo", help="write seeded synthetic REDCap exports for every use case")
     dm.add_argument("--dictionaries", default="resources/dictionaries")

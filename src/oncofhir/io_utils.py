@@ -6,10 +6,13 @@ appears under its final name only when complete, so a killed job never leaves a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -25,14 +28,38 @@ def private_dir(path: str | Path) -> Path:
     return path
 
 
-def write_private(path: str | Path, data: bytes) -> None:
-    """Write ``data`` atomically (temp file + rename) with mode 0600."""
+@contextlib.contextmanager
+def private_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary handle on a 0600 temp file next to ``path``, renamed to ``path`` only if the block completes.
+
+    For outputs written piece by piece (a center's NDJSON): memory stays O(one record), and a killed or failed
+    job leaves the previous file or none, never a truncated one.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Write ``data`` atomically (temp file + rename) with mode 0600."""
+    with private_writer(path) as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small, non-personal text file (reports, compiled dictionaries) atomically, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -9,13 +9,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .deposit.pseudonym import PSEUDONYM_SYSTEM, Pseudonymizer
 from .dictionary import compile_dictionary, load_compiled
 from .errors import OncofhirError
 from .fhir.builder import BundleBuilder
 from .fhir.writer import write_center
 from .ingest import Records, Reject, ingest_export, read_records, read_rejects, write_records, write_rejects
-from .io_utils import write_private
+from .io_utils import write_private, write_text_atomic
 
+#: Patient.identifier system without pseudonyms (library use, tests); the workflow always pseudonymises.
 DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
 
 
@@ -41,8 +43,7 @@ def read_gate(path: str | Path) -> dict[int, str]:
 def stage_compile(dictionary_dir: str | Path, ontology_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
     """Compile (and thereby lint) one use case; writes the compiled JSON."""
     dd = compile_dictionary(dictionary_dir, ontology_dir)
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_json).write_text(dd.to_json(), encoding="utf-8")
+    write_text_atomic(out_json, dd.to_json())
     return {"use_case": dd.use_case, "variables": len(dd.fields), "resources": len(dd.resources)}
 
 
@@ -77,12 +78,15 @@ def stage_fhir(
     rejects_out: str | Path,
     summary_out: str | Path,
     *,
-    identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM,
+    identifier_system: str | None = None,
     gate_tsv: str | Path | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
 
     With ``gate_tsv`` (the QC stage's gate), records the quality gate excludes go to the rejects with their score.
+    With ``pseudonymizer`` every bundle carries the patient's pseudonym instead of the record id (identifier, ids,
+    file name); the index maps the two. ``identifier_system`` defaults to the pseudonym or record-id system.
     """
     dd = load_compiled(compiled_json)
     records = read_records(records_csv)
@@ -101,7 +105,16 @@ def stage_fhir(
                 [records.dags[k] for k in keep],
             )
     report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
-    builder = BundleBuilder(dd, identifier_system)
+    if identifier_system is None:
+        identifier_system = PSEUDONYM_SYSTEM if pseudonymizer else DEFAULT_IDENTIFIER_SYSTEM
+    pseudonymize = None
+    if pseudonymizer is not None:
+        use_case = dd.use_case
+
+        def pseudonymize(record_id: str) -> str:
+            return pseudonymizer.pseudonym(use_case, record_id)
+
+    builder = BundleBuilder(dd, identifier_system, pseudonymize)
     built = builder.build(records.rows, records.column_arrays(), records.row_numbers)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
         Path(p).parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +127,7 @@ def stage_fhir(
     summary = {
         "use_case": dd.use_case,
         "dictionary_version": dd.version,
+        "pseudonymised": pseudonymizer is not None,
         "export_sha256": report["sha256"],
         "rows_in": rows_in,
         **counts,

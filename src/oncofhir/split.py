@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import InputDataError
 from .ingest import DAG, _decode
-from .io_utils import write_private
+from .io_utils import write_private, write_text_atomic
 
 
 def split_export(combined: str | Path, dag: str, out_csv: str | Path, out_report: str | Path) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def write_unclaimed(report_paths: list[str], out: str | Path) -> int:
     rows = unclaimed_groups(reports)
     lines = ["combined_export\tdag\trows", *(f"{e}\t{d or '(blank)'}\t{n}" for e, d, n in rows)]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out, "\n".join(lines) + "\n")
     if rows:
         print(f"WARNING: {len(rows)} data access group(s) claimed by no center: see {out}")
     return len(rows)

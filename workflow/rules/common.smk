@@ -7,6 +7,10 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from oncofhir.deposit.keys import load_private_key, load_recipients
+from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.errors import ConfigError
+
 min_version("9.0")
 
 
@@ -52,6 +56,35 @@ def _read_centers(path):
 
 
 CENTERS = _read_centers(config["centers"])
+DEPOSIT = config["deposit"]
+
+
+def _check_secrets_and_keys():
+    """The secret and every configured key are checked now, so a bad one stops the run before any job."""
+    try:
+        load_secret(allow_demo=DEPOSIT["demo_keys"])
+        if DEPOSIT["enabled"]:
+            if DEPOSIT["recipients"]:
+                load_recipients(DEPOSIT["recipients"])
+            elif not DEPOSIT["demo_keys"]:
+                raise ConfigError(
+                    "deposit.enabled is true but deposit.recipients is empty: list the recipients' public key "
+                    "files, EGA's ingestion key first (or set deposit.demo_keys: true for a demo)"
+                )
+            if DEPOSIT["sender_key"]:
+                load_private_key(DEPOSIT["sender_key"])
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+_check_secrets_and_keys()
+
+
+# The pseudonym secret (checked above with a fuller message): declared so cluster jobs receive it.
+envvars:
+    "ONCOFHIR_PSEUDONYM_KEY",
+
+
 USE_CASES = sorted(set(CENTERS.use_case))
 
 
@@ -107,11 +140,39 @@ def per_center(pattern):
     ]
 
 
+def plaintext(path):
+    """A plaintext patient-data output: temporary when the deposit is on and deposit.temp_plaintext is set."""
+    return temp(path) if DEPOSIT["enabled"] and DEPOSIT["temp_plaintext"] else path
+
+
+def get_recipient_keys(wildcards):
+    """Recipient public keys: the demo pairs made at run time, then the configured ones (EGA's first)."""
+    demo = [f"{RESULTS}/keys/ega.pub", f"{RESULTS}/keys/consortium.pub"]
+    return [*(demo if DEPOSIT["demo_keys"] else []), *DEPOSIT["recipients"]]
+
+
+def get_sender_key(wildcards):
+    """The optional sender private key."""
+    return [DEPOSIT["sender_key"]] if DEPOSIT["sender_key"] else []
+
+
+def get_center_manifests():
+    """Each center's deposit manifest when the deposit is on (the run report counts its files); none otherwise."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
+    if DEPOSIT["enabled"]:
+        data = [f"{RESULTS}/ega/manifest.tsv"]
+    else:
+        data = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson")
     return [
-        *per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
+        *data,
         f"{RESULTS}/report/run_summary.tsv",
+        f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),

@@ -1,5 +1,8 @@
 rule fhir:
-    """One FHIR R4B collection Bundle per patient, the center's NDJSON, an index and the rejects."""
+    """One FHIR R4B collection Bundle per patient, named by pseudonym; the center's NDJSON, index and rejects.
+
+    The pseudonym secret is read from the environment inside the job, never passed as a parameter (parameters are
+    stored in Snakemake's metadata)."""
     input:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
         records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
@@ -7,8 +10,8 @@ rule fhir:
         ingest_report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
         gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
     output:
-        bundles=directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}"),
-        ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        bundles=plaintext(directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}")),
+        ndjson=plaintext(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
         rejects=f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
@@ -20,6 +23,7 @@ rule fhir:
         ENV
     params:
         identifier_system=config["fhir"]["identifier_system"],
+        allow_demo_secret=config["deposit"]["demo_keys"],
     message:
         "Building FHIR bundles for {wildcards.use_case}/{wildcards.center}"
     script:

@@ -4,7 +4,7 @@ rule ingest:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
         export=get_export,
     output:
-        records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
+        records=plaintext(f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv"),
         rejects=f"{RESULTS}/ingest/{{use_case}}/{{center}}/rejects.tsv",
         report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
     log:

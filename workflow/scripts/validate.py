@@ -6,9 +6,11 @@ from oncofhir.smk import run
 from oncofhir.validate.report import stage_validate
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run(
-    sm,
-    lambda: stage_validate(
+
+
+def validate() -> str:
+    """Validate and return the log line: the center's summary line and the speed."""
+    summary = stage_validate(
         sm.input.dictionary,
         sm.input.bundles,
         sm.output.summary.rsplit("/", 1)[0],
@@ -16,5 +18,8 @@ run(
         hl7_outcome=sm.input.hl7 or None,
         ontologies=Path(sm.input.ontologies[0]).parent,
         center=sm.wildcards.center,
-    )["line"],
-)
+    )
+    return f"{summary['line']} ({summary['seconds']} s, {summary['bundles_per_second']} bundles/s)"
+
+
+run(sm, validate)

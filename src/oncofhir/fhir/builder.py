@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,8 @@ class Built:
     record_id: str
     bundle: dict[str, Any] | None
     reason: str | None = None
+    #: The id the bundle carries (Patient.identifier, resource ids, file name): the pseudonym when pseudonymising.
+    patient_key: str = ""
 
 
 class _Absent(Exception):
@@ -58,9 +60,17 @@ class BundleBuilder:
     #: Distinct input combinations remembered per slot before the memo is reset (bounds memory on free numbers).
     MEMO_LIMIT = 20000
 
-    def __init__(self, compiled: CompiledDictionary, identifier_system: str) -> None:
+    def __init__(
+        self,
+        compiled: CompiledDictionary,
+        identifier_system: str,
+        pseudonymize: Callable[[str], str] | None = None,
+    ) -> None:
+        """``pseudonymize`` maps a record id to the id the bundle carries instead (Patient.identifier, every
+        resource id and the file name), so the hospital's id never leaves; without it the record id is used."""
         self.dd = compiled
         self.identifier_system = identifier_system
+        self.pseudonymize = pseudonymize
         self.fields = compiled.fields
         # A resource's body depends only on the values of the variables it reads (and their visibility): codes
         # repeat across patients, so each distinct combination is built once and reused with the patient's id
@@ -104,17 +114,19 @@ class BundleBuilder:
         vis_index = {name: k for k, name in enumerate(vis_names)}
         plans = [self._plan(res, when[res["id"]], vis_index) for res in self.dd.resources]
         blank = dict.fromkeys(self.fields, "")
+        pseudonymize = self.pseudonymize
         for i, rec in enumerate(rows):
             record_id = rec.get(rid_col, "")
             try:
+                key = pseudonymize(record_id) if pseudonymize else record_id
                 if len(rec) < len(blank):  # plan key getters read every dictionary column
                     rec = blank | dict(rec)
                 vis = tuple(lst[i] for lst in vis_lists)
-                bundle = self._bundle(rec, record_id, vis, vis_names, plans, i)
+                bundle = self._bundle(rec, key, vis, vis_names, plans, i)
             except Exception as exc:  # one bad record must never abort the center
                 yield Built(row_numbers[i], record_id, None, f"could not build bundle: {type(exc).__name__}: {exc}")
                 continue
-            yield Built(row_numbers[i], record_id, bundle)
+            yield Built(row_numbers[i], record_id, bundle, None, key)
 
     # -- one record ---------------------------------------------------------------------------------------
     def _plan(self, res: dict[str, Any], when: list[bool], vis_index: dict[str, int]) -> tuple[Any, ...]:
@@ -129,14 +141,14 @@ class BundleBuilder:
     def _bundle(
         self,
         rec: Mapping[str, str],
-        record_id: str,
+        patient_key: str,
         vis: tuple[bool, ...],
         vis_names: list[str],
         plans: list[tuple[Any, ...]],
         i: int,
     ) -> dict[str, Any]:
         uc = self.dd.use_case
-        ids = _IdMaker(uc, record_id)
+        ids = _IdMaker(uc, patient_key)
         subject = {"reference": "urn:uuid:" + ids(b"/patient")}
         ctx: _Record | None = None
         entries: list[dict[str, Any]] = []
@@ -157,10 +169,10 @@ class BundleBuilder:
                 if ctx is None:
                     ctx = _Record(rec, dict(zip(vis_names, vis, strict=True)), self.fields, _SUBJECT)
                 try:
-                    template = {"resourceType": rtype, "id": None, **self._resource(res, ctx, record_id)}
+                    template = {"resourceType": rtype, "id": None, **self._resource(res, ctx, patient_key)}
                 except _Absent:
                     template = None
-                if rtype != "Patient":  # the Patient carries the record id: never shared
+                if rtype != "Patient":  # the Patient carries the patient's id: never shared
                     if len(memo) >= self.MEMO_LIMIT:
                         memo.clear()
                     memo[key] = template
@@ -187,13 +199,13 @@ class BundleBuilder:
             "entry": entries,
         }
 
-    def _resource(self, res: dict[str, Any], ctx: _Record, record_id: str) -> dict[str, Any]:
+    def _resource(self, res: dict[str, Any], ctx: _Record, patient_key: str) -> dict[str, Any]:
         """Build the elements of one resource (without resourceType and id; subject is a placeholder)."""
         rtype, el = res["type"], res["elements"]
         out: dict[str, Any] = {}
         notes: list[str] = [res["note"]] if res.get("note") else []
         if rtype == "Patient":
-            out["identifier"] = [{"system": self.identifier_system, "value": record_id}]
+            out["identifier"] = [{"system": self.identifier_system, "value": patient_key}]
             if "gender" in el:
                 g = ctx.status(el["gender"], None)
                 if g is not None:
@@ -477,12 +489,16 @@ _SUBJECT: dict[str, str] = {"reference": "urn:oncofhir:subject-placeholder"}
 
 
 class _IdMaker:
-    """Deterministic ids for one record, hashing the shared ``<use case>/<record id>`` prefix only once."""
+    """Deterministic ids for one patient, hashing the shared ``<use case>/<patient key>`` prefix only once.
+
+    The key is the pseudonym when pseudonymising: a UUIDv5 under a public namespace of the hospital's id could be
+    recomputed by anyone holding that id, which would link the deposited bundle back to it.
+    """
 
     __slots__ = ("base",)
 
-    def __init__(self, use_case: str, record_id: str) -> None:
-        self.base = hashlib.sha1(_NS_BYTES + f"{use_case}/{record_id}".encode())  # noqa: S324 (v5 is SHA-1)
+    def __init__(self, use_case: str, patient_key: str) -> None:
+        self.base = hashlib.sha1(_NS_BYTES + f"{use_case}/{patient_key}".encode())  # noqa: S324 (v5 is SHA-1)
 
     def __call__(self, suffix: bytes) -> str:
         """The id of ``<use case>/<record id><suffix>`` (suffix ``b"/<slot>"``, or ``b""`` for the bundle)."""

@@ -143,11 +143,12 @@ def stage_validate(
         "suppressed_rules": sorted(context.suppressed),
         **summarize(rows, count, bad, expected),
         "hl7_validator": hl7_info,
-        "seconds": round(seconds, 2),
-        "bundles_per_second": round(count / seconds, 1) if seconds else None,
         "cache": dict(context.stats),
     }
     summary["line"] = summary_line(summary)
+    # Timing goes to the returned dict (the job's log), not to summary.json: outputs must not change between
+    # identical runs (reruns, and a SLURM run compared byte for byte with a local one).
+    timing = {"seconds": round(seconds, 2), "bundles_per_second": round(count / seconds, 1) if seconds else None}
     write_private(out / "issues.json", orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
     write_private(out / "issues.tsv", _tsv(rows))
     write_private(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
@@ -157,7 +158,7 @@ def stage_validate(
             f"{summary['bundles_with_errors']} of {count} bundle(s); report: {out}",
             details=_top_rules(summary),
         )
-    return summary
+    return summary | timing
 
 
 def summary_line(summary: dict[str, Any]) -> str:
