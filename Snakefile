@@ -7,6 +7,20 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Small bookkeeping jobs run in the main Snakemake process's host, never queued on a cluster: each takes under a
+# second, while a SLURM job costs seconds of scheduling (docs/cluster.md).
+localrules:
+    compile_dictionary,
+    demo_export,
+    demo_keys,
+    unclaimed_groups,
+    qc_index,
+    run_summary,
+    all,
+
+
 include: "workflow/rules/dictionary.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/split.smk"

@@ -639,6 +639,15 @@ def test_stage_manifest_fails_when_files_do_not_match(tmp_path: Path, deposit: P
     with pytest.raises(OncofhirError, match="do not match their manifests"):
         manifest.stage_manifest(per_center, out)
     assert not out.exists()
+    # same size, one byte flipped: the workflow's merge checks sizes only; the checksums catch it
+    data = bytearray(victim.read_bytes()[:-1])
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    assert manifest.stage_manifest(per_center, out)["files"] == 27  # the fixture's 25 bundles + 2 NDJSON
+    problems = manifest.verify(out)
+    assert len(problems) == 2 and all("differs from the manifest" in p for p in problems), problems
+    with pytest.raises(OncofhirError, match="do not match their manifests"):
+        manifest.stage_manifest(per_center, out, checksums=True)
 
 
 # ------------------------------------------------------------------------------------------- no secret leaking

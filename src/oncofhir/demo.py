@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 
 from .dictionary.compiled import CompiledDictionary, Field, load_compiled
+from .io_utils import write_private
 from .logic import parse
 
 # Plausible ranges for numeric fields without validation min/max, by name fragment.
@@ -112,7 +113,7 @@ def write_center_export(compiled_json: str | Path, out: str | Path, *, center: s
     dd = load_compiled(compiled_json)
     text = generate(dd, center, records, seed)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_bytes(text.encode("utf-8"))
+    write_private(out, text.encode("utf-8"))  # synthetic, but shaped like patient data: treated like it
     return records
 
 

@@ -1,21 +1,24 @@
 """The workflow's stages as plain functions: the Snakemake scripts and the CLI call exactly these.
 
-Each stage reads files and writes files, so it can be tested, benchmarked and run without Snakemake.
+Each stage reads files and writes files, so it can be tested, benchmarked and run without Snakemake. Each stage
+imports what only it needs when it runs: every workflow job is a new process, and the ingest job should not pay
+for numpy or the compiler.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .deposit.pseudonym import PSEUDONYM_SYSTEM, Pseudonymizer
-from .dictionary import compile_dictionary, load_compiled
+from .deposit.pseudonym import PSEUDONYM_SYSTEM
+from .dictionary import load_compiled
 from .errors import OncofhirError
-from .fhir.builder import BundleBuilder
-from .fhir.writer import write_center
 from .ingest import Records, Reject, ingest_export, read_records, read_rejects, write_records, write_rejects
 from .io_utils import write_private, write_text_atomic
+
+if TYPE_CHECKING:
+    from .deposit.pseudonym import Pseudonymizer
 
 #: Patient.identifier system without pseudonyms (library use, tests); the workflow always pseudonymises.
 DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
@@ -42,6 +45,8 @@ def read_gate(path: str | Path) -> dict[int, str]:
 
 def stage_compile(dictionary_dir: str | Path, ontology_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
     """Compile (and thereby lint) one use case; writes the compiled JSON."""
+    from .dictionary.compiler import compile_dictionary
+
     dd = compile_dictionary(dictionary_dir, ontology_dir)
     write_text_atomic(out_json, dd.to_json())
     return {"use_case": dd.use_case, "variables": len(dd.fields), "resources": len(dd.resources)}
@@ -88,6 +93,9 @@ def stage_fhir(
     With ``pseudonymizer`` every bundle carries the patient's pseudonym instead of the record id (identifier, ids,
     file name); the index maps the two. ``identifier_system`` defaults to the pseudonym or record-id system.
     """
+    from .fhir.builder import BundleBuilder
+    from .fhir.writer import write_center
+
     dd = load_compiled(compiled_json)
     records = read_records(records_csv)
     prior = read_rejects(ingest_rejects)

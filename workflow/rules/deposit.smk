@@ -50,7 +50,7 @@ rule encrypt:
 
 
 rule manifest:
-    """Merge the per-center manifests into results/ega/manifest.tsv and check every encrypted file against it."""
+    """Merge the per-center manifests into results/ega/manifest.tsv; every encrypted file must exist with its size."""
     input:
         per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv"),
     output:

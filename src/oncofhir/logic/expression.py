@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from oncofhir.logic.errors import MissingVariableError
@@ -16,8 +16,9 @@ from oncofhir.logic.evaluate import Evaluation, to_bool_array, to_value_array
 from oncofhir.logic.nodes import Node, field_names
 from oncofhir.logic.parser import parse_tree
 
-#: What a column may be: strings with ``''`` (or ``None``/``NaN``) for blank.
-Column = NDArray[Any] | pd.Series | Sequence[str | None]
+#: What a column may be: strings with ``''`` (or ``None``/``NaN``) for blank; a pandas Series works too (pandas is
+#: not imported by the engine: it would cost every workflow job a third of a second).
+Column = NDArray[Any] | Sequence[str | None] | Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class Expression:
     tree: Node
     variables: frozenset[str]
 
-    def evaluate(self, columns: Mapping[str, Column] | pd.DataFrame, *, n_rows: int | None = None) -> NDArray[np.bool_]:
+    def evaluate(self, columns: Mapping[str, Column] | Any, *, n_rows: int | None = None) -> NDArray[np.bool_]:
         """Evaluate as a condition for every row: a boolean array, one entry per record.
 
         ``columns`` maps column names to equal-length columns (a ``DataFrame`` works). Non-boolean results count
@@ -42,9 +43,7 @@ class Expression:
         n = self._row_count(columns, n_rows)
         return to_bool_array(Evaluation(columns, n).run(self.tree), n)
 
-    def evaluate_values(
-        self, columns: Mapping[str, Column] | pd.DataFrame, *, n_rows: int | None = None
-    ) -> NDArray[np.object_]:
+    def evaluate_values(self, columns: Mapping[str, Column] | Any, *, n_rows: int | None = None) -> NDArray[np.object_]:
         """Evaluate as a value (calculated fields): an object array of ``str``, ``float`` or ``''`` (blank).
 
         Numbers computed by arithmetic or numeric functions are ``float``; column values and literals come back as
@@ -58,12 +57,12 @@ class Expression:
         self._check_present(record)
         return bool(self.evaluate({name: [record[name]] for name in self.variables}, n_rows=1)[0])
 
-    def _check_present(self, columns: Mapping[str, Any] | pd.DataFrame) -> None:
+    def _check_present(self, columns: Mapping[str, Any] | Any) -> None:
         missing = tuple(sorted(name for name in self.variables if name not in columns))
         if missing:
             raise MissingVariableError(missing[0], self.source, missing)
 
-    def _row_count(self, columns: Mapping[str, Column] | pd.DataFrame, n_rows: int | None) -> int:
+    def _row_count(self, columns: Mapping[str, Column] | Any, n_rows: int | None) -> int:
         """The common length of the referenced columns (checked), else ``n_rows``, else any column's length."""
         self._check_present(columns)
         lengths = {name: len(columns[name]) for name in sorted(self.variables)}
@@ -76,7 +75,8 @@ class Expression:
             return n
         if n_rows is not None:
             return n_rows
-        if isinstance(columns, pd.DataFrame):
+        pd = sys.modules.get("pandas")  # a DataFrame can only be passed if the caller imported pandas
+        if pd is not None and isinstance(columns, pd.DataFrame):
             return len(columns)
         for column in columns.values():
             return len(column)

@@ -36,7 +36,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from oncofhir.logic.nodes import Node, StringLit
@@ -89,7 +88,10 @@ def _isblank(args: Sequence[Result], n: int) -> Result:
 
 
 def _fullmatch(pattern: re.Pattern[str], text: NDArray[np.object_]) -> NDArray[np.bool_]:
-    return pd.Series(text, dtype=object).str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+    match = pattern.fullmatch
+    return np.fromiter(
+        (isinstance(t, str) and match(t) is not None for t in text.tolist()), dtype=bool, count=len(text)
+    )
 
 
 # -- if -------------------------------------------------------------------------------------------------------------
@@ -213,7 +215,13 @@ def _datediff(args: Sequence[Result], n: int) -> Result:
 
 
 def _to_datetimes(text: NDArray[np.object_], date_format: str) -> NDArray[np.datetime64]:
-    """Parse date(-time) strings; ``NaT`` where blank or unparseable."""
+    """Parse date(-time) strings; ``NaT`` where blank or unparseable.
+
+    pandas is imported here, not at module level: only ``datediff`` needs it, and no shipped dictionary uses it,
+    while the import would cost every workflow job a third of a second.
+    """
+    import pandas as pd
+
     series = pd.Series(text, dtype=object).str.strip()
     parsed = pd.to_datetime(series, format="ISO8601", errors="coerce")
     for pattern in _FORMATS[date_format]:

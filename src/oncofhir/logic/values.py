@@ -2,16 +2,17 @@
 
 Why this shape: REDCap's operators decide per value whether to compare as numbers or as strings, so every operand
 is needed in both forms. Each form is computed lazily and at most once per evaluation. Columns are dictionary
-encoded (``pandas.factorize``): coded REDCap fields have a handful of distinct values, so numeric parsing and
-comparisons with constants run on the distinct values and are mapped back with one ``take``. That keeps a typical
-condition over 20,000 records in the low milliseconds without a Python loop per record.
+encoded (:func:`oncofhir.arrays.factorize`): coded REDCap fields have a handful of distinct values, so numeric
+parsing and comparisons with constants run on the distinct values and are mapped back with one ``take``. That
+keeps a typical condition over 20,000 records in the low milliseconds without a Python loop per record.
 
 Conventions
 -----------
 - Text is an object array of ``str``; blank is ``''``. ``None``/``NaN`` in the input are blank. Non-string input
   values are stringified (numbers without a spurious ``.0``: ``5.0`` becomes ``'5'``).
-- A value is *numeric* when ``pandas.to_numeric`` parses it (after stripping surrounding whitespace) to a finite
-  float: ``'0'``, ``' 0.0 '``, ``'-3'``, ``'.5'``, ``'5.'``, ``'1e3'``, ``'+2'`` are numeric; ``''``, ``'abc'``,
+- A value is *numeric* when it is a decimal number (surrounding ASCII white space allowed) of finite value
+  (:func:`oncofhir.arrays.to_number`; the rule pandas' ``to_numeric`` applies): ``'0'``, ``' 0.0 '``, ``'-3'``,
+  ``'.5'``, ``'5.'``, ``'1e3'``, ``'+2'`` are numeric; ``''``, ``'abc'``,
   ``'inf'``, ``'NaN'``, ``'1_000'`` are not. ``num`` holds ``NaN`` for non-numeric values.
 - Values computed by arithmetic or numeric functions are numbers; their blank is ``NaN`` and their text is the
   shortest natural spelling (``3``, ``0.5``), only built if a string comparison needs it.
@@ -21,14 +22,16 @@ Conventions
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
-#: Above this size numeric parsing goes through the distinct values first (pandas.to_numeric is ~0.3 µs/value).
+from ..arrays import factorize, to_numbers
+
+#: Above this size numeric parsing goes through the distinct values first.
 _FACTORIZE_ABOVE = 64
 
 
@@ -131,13 +134,10 @@ class Values:
     @classmethod
     def from_column(cls, column: Any) -> Values:
         """Dictionary-encode one input column (sequence, numpy array or pandas Series; ``None``/``NaN`` blank)."""
-        if isinstance(column, pd.Series | pd.Index | pd.api.extensions.ExtensionArray):
-            column = column.to_numpy(dtype=object)  # factorizing object arrays is ~2x faster than pandas' str dtype
-        else:
-            column = np.asarray(column, dtype=object)
+        column = column.to_numpy(dtype=object) if _is_pandas(column) else np.asarray(column, dtype=object)
         if column.ndim != 1:
             raise ValueError(f"a column must be one-dimensional, got shape {column.shape}")
-        codes, distinct = pd.factorize(column)
+        codes, distinct = factorize(column)
         uniques = cls.from_text(np.append(_as_strings(np.asarray(distinct, dtype=object)), ""), distinct=True)
         return cls(
             text_fn=lambda: uniques.text[codes],
@@ -219,7 +219,7 @@ def scalar_number(text: str) -> float:
 def parse_numbers(text: NDArray[np.object_]) -> NDArray[np.float64]:
     """Parse an object array of strings to floats, ``NaN`` where not numeric (see the module docstring)."""
     if len(text) > _FACTORIZE_ABOVE:
-        codes, distinct = pd.factorize(text)
+        codes, distinct = factorize(text)
         if len(distinct) < len(text):
             return np.append(_parse_each(np.asarray(distinct, dtype=object)), np.nan)[codes]
     return _parse_each(text)
@@ -227,19 +227,7 @@ def parse_numbers(text: NDArray[np.object_]) -> NDArray[np.float64]:
 
 def _parse_each(text: NDArray[np.object_]) -> NDArray[np.float64]:
     """:func:`parse_numbers` without the distinct-value shortcut."""
-    try:
-        parsed = np.asarray(pd.to_numeric(text, errors="coerce"), dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # exotic mixes pandas refuses: fall back to one by one
-        parsed = np.array([_one_number(t) for t in text], dtype=np.float64)
-    return np.where(np.isfinite(parsed), parsed, np.nan)
-
-
-def _one_number(text: object) -> float:
-    """Slow path of :func:`parse_numbers` for a single value."""
-    try:
-        return float(pd.to_numeric(str(text).strip()))
-    except (TypeError, ValueError, OverflowError):
-        return float("nan")
+    return to_numbers(np.asarray(text, dtype=object))
 
 
 def format_number(value: float) -> str:
@@ -253,14 +241,14 @@ def format_number(value: float) -> str:
 
 def format_numbers(num: NDArray[np.float64]) -> NDArray[np.object_]:
     """:func:`format_number` over an array, once per distinct value."""
-    codes, distinct = pd.factorize(num)
+    codes, distinct = factorize(num)
     spelled = np.array([format_number(float(v)) for v in distinct] + [""], dtype=object)
     return spelled[codes]
 
 
 def _as_strings(distinct: NDArray[np.object_]) -> NDArray[np.object_]:
     """Make every distinct input value a ``str`` (inputs should be strings already; be lenient with numbers)."""
-    if pd.api.types.infer_dtype(distinct, skipna=False) in ("string", "empty"):
+    if all(isinstance(v, str) for v in distinct.tolist()):
         return distinct
     return np.array(
         [v if isinstance(v, str) else format_number(float(v)) if _is_real(v) else str(v) for v in distinct],
@@ -271,3 +259,9 @@ def _as_strings(distinct: NDArray[np.object_]) -> NDArray[np.object_]:
 def _is_real(value: object) -> bool:
     """True for int/float-like scalars (not bool) that :func:`format_number` can spell."""
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _is_pandas(column: object) -> bool:
+    """A pandas Series, Index or extension array (only possible when the caller has imported pandas)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(column, pd.Series | pd.Index | pd.api.extensions.ExtensionArray)

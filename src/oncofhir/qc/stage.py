@@ -6,6 +6,7 @@ the key rather than after minutes of work.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Mapping
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from ..dictionary.compiled import load_compiled
@@ -33,20 +33,29 @@ OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "qc.json", "report.html"
 def read_columns(records_csv: str | Path) -> tuple[list[int], list[str], dict[str, NDArray[np.object_]]]:
     """The normalised records (:func:`oncofhir.ingest.write_records`) column by column: row numbers, DAGs, columns.
 
-    Same file as :func:`oncofhir.ingest.read_records`, read column-major by pandas' C parser: QC works on columns,
-    and building 20,000 row dicts only to transpose them took longer than all the checks.
+    Same file as :func:`oncofhir.ingest.read_records`, read column-major: QC works on columns. The csv module and
+    one transposition (``zip``) read 20,000 records in a fraction of a second, without importing pandas.
     """
+    path = Path(records_csv)
     try:
-        frame = pd.read_csv(
-            records_csv, dtype=object, keep_default_na=False, na_filter=False, encoding="utf-8", engine="c"
-        )
-    except (OSError, ValueError) as exc:
-        raise OncofhirError(f"cannot read records: {exc}", path=str(records_csv)) from None
-    if list(frame.columns[:2]) != ["_row", "_dag"]:
-        raise OncofhirError("not a records table written by ingest (no _row, _dag columns)", path=str(records_csv))
-    rows = [int(x) for x in frame["_row"].tolist()]
-    dags = frame["_dag"].tolist()
-    return rows, dags, {c: frame[c].to_numpy(dtype=object) for c in frame.columns[2:]}
+        with open(path, encoding="utf-8", newline="") as handle:
+            table = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise OncofhirError(f"cannot read records: {exc}", path=str(path)) from None
+    if not table or table[0][:2] != ["_row", "_dag"]:
+        raise OncofhirError("not a records table written by ingest (no _row, _dag columns)", path=str(path))
+    header, body = table[0], table[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise OncofhirError(f"line {number}: {len(row)} cells, {len(header)} columns", path=str(path))
+    columns = list(zip(*body, strict=True)) if body else [()] * len(header)
+    rows = [int(x) for x in columns[0]]
+    arrays = {}
+    for name, values in zip(header[2:], columns[2:], strict=True):
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        arrays[name] = array
+    return rows, list(columns[1]), arrays
 
 
 def stage_qc(

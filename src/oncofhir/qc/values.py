@@ -33,9 +33,9 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
+from ..arrays import factorize
 from ..fhir.values import BadValue, parse_number
 
 #: REDCap's ``integer`` validation (and the logic engine's ``isinteger``): optional sign, digits, nothing else.
@@ -50,7 +50,7 @@ class Column:
     __slots__ = ("codes", "uniques")
 
     def __init__(self, values: Sequence[Any] | NDArray[Any]) -> None:
-        codes, distinct = pd.factorize(np.asarray(values, dtype=object))
+        codes, distinct = factorize(np.asarray(values, dtype=object))
         uniques = ["" if v is None else str(v).strip() for v in distinct]
         if (codes < 0).any():  # None/NaN: blank
             codes = np.where(codes < 0, len(uniques), codes)

@@ -70,14 +70,23 @@ class Footprint:
     whole: bool = False
     #: reads %resource, %rootResource or %context
     env: bool = False
+    #: set by :func:`footprint` once ``members`` is final; from then on :meth:`need` remembers its answers
+    frozen: bool = field(default=False, repr=False, compare=False)
+    #: answers of :meth:`need` by property name (a center has a few dozen names and ~300,000 calls)
+    _answers: dict[str, bool | None] = field(default_factory=dict, repr=False, compare=False)
 
     def need(self, key: str) -> bool | None:
         """For a JSON property: None (not read), False (presence only) or True (value)."""
+        answers = self._answers
+        if key in answers:
+            return answers[key]
         name = key[1:] if key.startswith("_") else key
         found: bool | None = None
         for member, value in self.members.items():
             if name == member or (name.startswith(member) and name[len(member) : len(member) + 1].isupper()):
                 found = value or bool(found) or key.startswith("_")
+        if self.frozen:
+            answers[key] = found
         return found
 
 
@@ -90,6 +99,7 @@ def footprint(expression: str) -> Footprint:
     tree = parse(expression)
     for child in tree.get("children", []):
         _expr(child, True, fp, invocation_registry)
+    fp.frozen = True
     return fp
 
 
@@ -253,6 +263,7 @@ def _plan(node: dict[str, Any]) -> _Leaf | _Op:
         return _plan(children[0]["children"][0])
     fp = Footprint()
     _expr(node, True, fp, invocation_registry)
+    fp.frozen = True
     from fhirpathpy import apply_parsed_path
 
     return _Leaf(set_paths(apply_parsed_path, parsedPath={"children": [node]}, model=models["r4"], options=OPTIONS), fp)

@@ -119,10 +119,15 @@ def run(
         return {"files": 0, "seconds": 0.0}
     start = time.perf_counter()
     # a pattern, not the folder: a Snakemake directory() output also holds a hidden .snakemake_timestamp file
-    cmd = command([str(Path(bundle_dir) / "*.json")], output, home=home, java=java, memory=memory)
+    # the validator writes to a temp name, renamed when it is done: a killed job leaves no truncated outcome
+    partial = output.with_name(f".partial.{output.name}")  # same extension: the validator picks its format by it
+    partial.unlink(missing_ok=True)
+    cmd = command([str(Path(bundle_dir) / "*.json")], partial, home=home, java=java, memory=memory)
     with open(log or os.devnull, "w", encoding="utf-8") as handle:
         done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout, check=False)
     seconds = time.perf_counter() - start
+    if partial.exists():
+        os.replace(partial, output)
     if not output.exists():
         raise OncofhirError(
             f"the HL7 validator exited with status {done.returncode} without writing {output}"
