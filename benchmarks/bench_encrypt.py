@@ -1,7 +1,10 @@
 """Benchmark the encrypt stage (Crypt4GH for every recipient, md5 + sha256 of plain and encrypted, manifest).
 
 Usage: python benchmarks/bench_encrypt.py [--patients 20000] [--use-case uc3] [--recipients 2] [--threads 2]
-       [--engine fast|library] [--repeats 3]
+       [--engine fast|library] [--source ndjson|files] [--repeats 3]
+
+``--source ndjson`` (default, the workflow's way) reads every patient's bundle from the center's NDJSON, named by
+the FHIR index; ``files`` reads one plaintext file per patient.
 
 Input is real: a synthetic export of ``--patients`` records goes through the compile, ingest and FHIR stages, and
 the bundles are renamed to pseudonyms as the deposit expects. The input is kept in
@@ -51,14 +54,11 @@ def prepare(work: Path, use_case: str, patients: int) -> tuple[Path, Path]:
         ing / "report.json",
         bundles,
         fhir / "bench.ndjson",
-        fhir / "index.tsv",
+        fhir / "bench.index.tsv",
         fhir / "rejects.tsv",
         fhir / "summary.json",
+        pseudonymizer=Pseudonymizer(b"benchmark-secret-0123456789abcdef"),
     )
-    pseudo = Pseudonymizer(b"benchmark-secret-0123456789abcdef")
-    for line in (fhir / "index.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        record_id, name = line.split("\t")[:2]
-        os.rename(bundles / name, bundles / (pseudo.pseudonym(use_case, record_id) + ".json"))
     return bundles, fhir / "bench.ndjson"
 
 
@@ -94,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads of the encrypt job (the rule asks for 2)")
     parser.add_argument("--settle", type=float, default=120, help="wait at most this long for fast file creation")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached input bundles")
+    parser.add_argument("--source", choices=["ndjson", "files"], default="ndjson", help="where bundles are read")
     parser.add_argument(
         "--workdir", default=str(REPO / "benchmarks" / "out"), help="scratch folder (on the disk under test)"
     )
     args = parser.parse_args(argv)
     root = Path(args.workdir)
-    cache = root / "encrypt-input" / f"{args.use_case}-{args.patients}"
+    cache = root / "encrypt-input" / f"{args.use_case}-{args.patients}-v2"  # v2: bundles named by the FHIR stage
     if args.fresh or not (cache / "ready").exists():
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             out = work / f"ega-{rep}"
             t0, c0 = time.perf_counter(), os.times()
             result = stage_encrypt(
-                bundles,
+                bundles if args.source == "files" else None,
                 ndjson,
                 out / args.use_case / "bench",
                 out / args.use_case / "bench.manifest.tsv",
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 recipients=recipients,
                 engine=args.engine,
                 threads=args.threads,
+                index=cache / "fhir" / "bench.index.tsv",
             )
             c1 = os.times()
             runs.append((time.perf_counter() - t0, c1.user - c0.user, c1.system - c0.system, result))

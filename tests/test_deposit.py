@@ -401,6 +401,60 @@ def test_every_recipient_decrypts_with_the_crypt4gh_tool(deposit: Path, keyring:
             assert done.stdout == plaintext_of(deposit, row).read_bytes(), (who, row["file"])
 
 
+def test_bundles_read_from_the_ndjson_encrypt_like_the_files(tmp_path: Path, keyring: dict[str, Path]) -> None:
+    """The workflow's way (no per-patient plaintext file): same names, same plaintext sums, same decrypted bytes."""
+    from oncofhir.fhir.writer import explode_ndjson
+
+    bundles = make_center(tmp_path, "c1", 14)
+    fhir = bundles.parent
+    files = {}
+    for mode, source in (("files", bundles), ("ndjson", None)):
+        out = tmp_path / mode / "uc1" / "c1"
+        stage_encrypt(
+            source,
+            fhir / "c1.ndjson",
+            out,
+            tmp_path / mode / "uc1" / "c1.manifest.tsv",
+            use_case="uc1",
+            center="c1",
+            recipients=[str(keyring["ega.pub"])],
+            index=fhir / "c1.index.tsv",
+            threads=2,
+        )
+        rows = manifest.read_manifest(tmp_path / mode / "uc1" / "c1.manifest.tsv")
+        files[mode] = [(r["pseudonym"], r["file"], r["plain_bytes"], r["plain_md5"], r["plain_sha256"]) for r in rows]
+    assert files["files"] == files["ndjson"] and len(files["ndjson"]) == 13 + 1
+    for row in manifest.read_manifest(tmp_path / "ndjson" / "uc1" / "c1.manifest.tsv"):
+        if row["pseudonym"]:
+            plain = lib_decrypt(tmp_path / "ndjson" / row["file"], keyring["ega.sec"])
+            assert plain == (bundles / f"{row['pseudonym']}.json").read_bytes()
+    # the bundle_files rule's function writes the same files from the NDJSON
+    assert explode_ndjson(fhir / "c1.ndjson", fhir / "c1.index.tsv", tmp_path / "exploded") == 13
+    assert {p.name: p.read_bytes() for p in (tmp_path / "exploded").iterdir()} == {
+        p.name: p.read_bytes() for p in bundles.glob("*.json")
+    }
+    assert stat.S_IMODE((tmp_path / "exploded").stat().st_mode) == 0o700
+
+
+def test_ndjson_and_index_out_of_step_is_refused(tmp_path: Path, keyring: dict[str, Path]) -> None:
+    bundles = make_center(tmp_path, "c1", 6)
+    fhir = bundles.parent
+    index = fhir / "c1.index.tsv"
+    index.write_text("".join(index.read_text().splitlines(keepends=True)[:-1]))  # one patient fewer
+    with pytest.raises(InputDataError, match=r"the NDJSON has 6 bundle\(s\) but the index .* lists 5"):
+        stage_encrypt(
+            None,
+            fhir / "c1.ndjson",
+            tmp_path / "ega" / "uc1" / "c1",
+            tmp_path / "ega" / "uc1" / "c1.manifest.tsv",
+            use_case="uc1",
+            center="c1",
+            recipients=[str(keyring["ega.pub"])],
+            index=index,
+        )
+    assert not (tmp_path / "ega" / "uc1" / "c1").exists()
+
+
 def test_a_non_recipient_cannot_decrypt(deposit: Path, keyring: dict[str, Path]) -> None:
     target = next((deposit / "ega" / "uc1" / "hospital_a").glob("psn-*.json.c4gh"))
     with pytest.raises(ValueError, match="No supported encryption method"):

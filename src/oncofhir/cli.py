@@ -84,7 +84,7 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
     from .deposit.pseudonym import Pseudonymizer, load_secret
     from .pipeline import stage_fhir
 
-    pseudonymizer = None if args.no_pseudonyms else Pseudonymizer(load_secret())
+    pseudonymizer = None if args.no_pseudonyms else Pseudonymizer(load_secret(allow_demo=not args.refuse_demo_secret))
 
     summary = stage_fhir(
         args.dictionary,
@@ -138,6 +138,43 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate_center(args: argparse.Namespace) -> int:
+    """The workflow's validate stage: one center's bundles, the report files, exit 1 on errors with --fail-on-error."""
+    from .validate.report import stage_validate
+
+    summary = stage_validate(
+        args.dictionary,
+        args.bundles,
+        args.out_dir,
+        fail_on_error=args.fail_on_error,
+        hl7_outcome=args.hl7_outcome,
+        ontologies=args.ontologies,
+        center=args.center,
+    )
+    print(f"{summary['line']} ({summary['seconds']} s, {summary['bundles_per_second']} bundles/s)")
+    return 0
+
+
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    """The workflow's encrypt stage: a center's bundles (NDJSON lines, named by the index) and NDJSON to .c4gh."""
+    from .deposit.encrypt import stage_encrypt
+
+    summary = stage_encrypt(
+        args.bundle_dir,
+        args.ndjson,
+        args.out_dir,
+        args.manifest,
+        use_case=args.use_case,
+        center=args.center,
+        recipients=args.recipient,
+        sender_key=args.sender_key,
+        threads=args.threads,
+        index=args.index,
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     """Check a deposit manifest against the encrypted files (and, with --sk, decrypt and compare each)."""
     from .deposit.manifest import read_manifest, verify
@@ -167,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     p = argparse.ArgumentParser(prog="oncofhir", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
+    p.add_argument(
+        "--log",
+        help="write everything (and tracebacks of internal errors) to this file; an error is also printed, in "
+        "one line, to the terminal (how the workflow's rules run the stages)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("dictionary", help="lint or compile use-case dictionaries")
@@ -206,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--records", required=True)
     fh.add_argument("--ingest-rejects", required=True)
     fh.add_argument("--ingest-report", required=True)
-    fh.add_argument("--out-dir", required=True, help="folder for <patient>.json files")
+    fh.add_argument("--out-dir", help="folder for one <patient>.json file per bundle (default: none, NDJSON only)")
     fh.add_argument("--ndjson", required=True)
     fh.add_argument("--index", required=True)
     fh.add_argument("--rejects", required=True)
@@ -220,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the record ids (local use only: such bundles cannot be deposited); by default bundles are "
         "named and identified by pseudonyms made with the secret in ONCOFHIR_PSEUDONYM_KEY",
     )
+    fh.add_argument("--refuse-demo-secret", action="store_true", help="refuse the public demo secret (real data)")
     fh.add_argument("--gate", help="gate.tsv from `oncofhir qc`: records it excludes go to the rejects")
     fh.set_defaults(func=_cmd_fhir)
 
@@ -237,6 +280,31 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True)
     cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
     cv.set_defaults(func=_cmd_convert)
+
+    vc = sub.add_parser("validate-center", help="the workflow's validate stage for one center (report files)")
+    vc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
+    vc.add_argument("--bundles", required=True, help="the center's NDJSON (or a folder of bundle files)")
+    vc.add_argument("--out-dir", required=True, help="folder for issues.json, issues.tsv, summary.json")
+    vc.add_argument("--center", required=True)
+    vc.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    vc.add_argument("--hl7-outcome", help="the HL7 validator's outcome to merge into the report")
+    vc.add_argument(
+        "--fail-on-error", action=argparse.BooleanOptionalAction, default=True, help="exit 1 when errors are found"
+    )
+    vc.set_defaults(func=_cmd_validate_center)
+
+    en = sub.add_parser("encrypt", help="Crypt4GH-encrypt a center's bundles and NDJSON, with its manifest")
+    en.add_argument("--ndjson", required=True, help="the center's NDJSON")
+    en.add_argument("--index", help="the FHIR index naming the NDJSON's bundles (without --bundle-dir)")
+    en.add_argument("--bundle-dir", help="read one file per bundle from this folder instead of the NDJSON")
+    en.add_argument("--out-dir", required=True, help="<EGA root>/<use case>/<center>")
+    en.add_argument("--manifest", required=True, help="the center's manifest TSV")
+    en.add_argument("--use-case", required=True)
+    en.add_argument("--center", required=True)
+    en.add_argument("--recipient", action="append", required=True, help="a recipient public key (repeat)")
+    en.add_argument("--sender-key", help="sender private key (passphrase: ONCOFHIR_C4GH_PASSPHRASE)")
+    en.add_argument("--threads", type=int, default=1)
+    en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")
     ve.add_argument("manifest", help="results/ega/manifest.tsv or a per-center <center>.manifest.tsv")
@@ -262,11 +330,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except OncofhirError as exc:
-        print(f"oncofhir: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    if not args.log:
+        try:
+            return args.func(args)
+        except OncofhirError as exc:
+            print(f"oncofhir: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+    return _run_logged(args)
+
+
+def _run_logged(args: argparse.Namespace) -> int:
+    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line."""
+    import contextlib
+    import traceback
+
+    terminal = sys.stderr
+    with open(args.log, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            return args.func(args)
+        except OncofhirError as exc:
+            print(f"oncofhir: error: {exc}", file=log)
+            terminal.write(f"oncofhir: error: {exc}\n(log: {args.log})\n")
+            return exc.exit_code
+        except Exception:
+            traceback.print_exc(file=log)
+            terminal.write(f"oncofhir: internal error, see {args.log}\n")
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

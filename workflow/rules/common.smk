@@ -1,6 +1,8 @@
 # Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
 
+import json
 import os
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -165,10 +167,14 @@ def get_center_manifests():
 
 def get_final_outputs():
     """What `snakemake` with no target produces."""
+    data = []
     if DEPOSIT["enabled"]:
-        data = [f"{RESULTS}/ega/manifest.tsv"]
-    else:
-        data = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson")
+        data.append(f"{RESULTS}/ega/manifest.tsv")
+    if (
+        not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]
+    ):  # plaintext kept: NDJSON and per-patient files
+        data += per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson")
+        data += per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}")
     return [
         *data,
         f"{RESULTS}/report/run_summary.tsv",

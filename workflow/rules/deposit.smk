@@ -27,10 +27,10 @@ rule demo_keys:
 
 
 rule encrypt:
-    """Every bundle and the NDJSON of one center to .c4gh for every recipient, with the center's manifest."""
+    """Every bundle (read from the NDJSON, named by the index) and the NDJSON of one center to .c4gh, with a manifest."""
     input:
-        bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}",
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         recipients=get_recipient_keys,
         sender=get_sender_key,
     output:
@@ -43,10 +43,20 @@ rule encrypt:
     conda:
         ENV
     threads: 2
+    params:
+        recipients=lambda wildcards, input: " ".join(
+            f"--recipient {shlex.quote(key)}" for key in input.recipients
+        ),
+        sender=lambda wildcards, input: (
+            f"--sender-key {shlex.quote(input.sender[0])}" if input.sender else ""
+        ),
     message:
         "Encrypting {wildcards.use_case}/{wildcards.center} for the EGA"
-    script:
-        "../scripts/encrypt.py"
+    shell:
+        # bundles come from the NDJSON's lines, named by the index: no per-patient plaintext file is read
+        "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
+        " --out-dir {output.encrypted:q} --manifest {output.manifest:q} --use-case {wildcards.use_case:q}"
+        " --center {wildcards.center:q} {params.recipients} {params.sender} --threads {threads}"
 
 
 rule manifest:

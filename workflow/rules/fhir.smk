@@ -1,5 +1,5 @@
 rule fhir:
-    """One FHIR R4B collection Bundle per patient, named by pseudonym; the center's NDJSON, index and rejects.
+    """One FHIR R4B collection Bundle per patient, identified by pseudonym, in the center's NDJSON; index, rejects.
 
     The pseudonym secret is read from the environment inside the job, never passed as a parameter (parameters are
     stored in Snakemake's metadata)."""
@@ -10,7 +10,6 @@ rule fhir:
         ingest_report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
         gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
     output:
-        bundles=plaintext(directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}")),
         ndjson=plaintext(f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson"),
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
@@ -23,8 +22,31 @@ rule fhir:
         ENV
     params:
         identifier_system=config["fhir"]["identifier_system"],
-        allow_demo_secret=config["deposit"]["demo_keys"],
+        demo_secret="" if config["deposit"]["demo_keys"] else "--refuse-demo-secret",
     message:
         "Building FHIR bundles for {wildcards.use_case}/{wildcards.center}"
+    shell:
+        # the CLI reads ONCOFHIR_PSEUDONYM_KEY from the environment itself (never a parameter or an argument)
+        "oncofhir --log {log:q} fhir --dictionary {input.dictionary:q} --records {input.records:q}"
+        " --ingest-rejects {input.ingest_rejects:q} --ingest-report {input.ingest_report:q} --gate {input.gate:q}"
+        " --ndjson {output.ndjson:q} --index {output.index:q} --rejects {output.rejects:q}"
+        " --summary {output.summary:q} --identifier-system {params.identifier_system:q} {params.demo_secret}"
+
+
+rule bundle_files:
+    """One <pseudonym>.json per patient from the center's NDJSON: for the HL7 validator, or to keep the plaintext."""
+    input:
+        ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
+    output:
+        plaintext(directory(f"{RESULTS}/fhir/{{use_case}}/{{center}}")),
+    log:
+        f"{RESULTS}/logs/bundle_files/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bundle_files/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    message:
+        "Writing one bundle file per patient of {wildcards.use_case}/{wildcards.center}"
     script:
-        "../scripts/fhir.py"
+        "../scripts/bundle_files.py"

@@ -14,8 +14,13 @@ rule ingest:
     conda:
         ENV
     params:
-        require_complete=config["ingest"]["require_complete"],
+        require_complete=(
+            "--require-complete" if config["ingest"]["require_complete"] else ""
+        ),
     message:
         "Ingesting {wildcards.use_case}/{wildcards.center}"
-    script:
-        "../scripts/ingest.py"
+    shell:
+        # the package's CLI, not a script: see the note on job start-up in docs/cluster.md
+        "oncofhir --log {log:q} ingest --dictionary {input.dictionary:q} --export {input.export:q}"
+        " --records {output.records:q} --rejects {output.rejects:q} --report {output.report:q}"
+        " {params.require_complete}"

@@ -17,14 +17,18 @@ rule qc:
     conda:
         ENV
     params:
-        weights=config["qc"]["weights"],
+        weights=json.dumps(config["qc"]["weights"], sort_keys=True),
         min_record_score=config["qc"]["min_record_score"],
-        min_type_scores=config["qc"]["min_type_scores"],
+        min_type_scores=json.dumps(config["qc"]["min_type_scores"], sort_keys=True),
         no_checks=config["qc"]["no_checks"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.scores),
     message:
         "Checking data quality of {wildcards.use_case}/{wildcards.center}"
-    script:
-        "../scripts/qc.py"
+    shell:
+        "oncofhir --log {log:q} qc --dictionary {input.dictionary:q} --records {input.records:q}"
+        " --out-dir {params.out_dir:q} --center {wildcards.center:q} --weights {params.weights:q}"
+        " --min-record-score {params.min_record_score} --min-type-scores {params.min_type_scores:q}"
+        " --no-checks {params.no_checks:q}"
 
 
 rule qc_index:

@@ -20,11 +20,22 @@ rule validate:
     conda:
         ENV
     params:
-        fail_on_error=config["validation"]["fail_on_error"],
+        fail_on_error=(
+            "--fail-on-error"
+            if config["validation"]["fail_on_error"]
+            else "--no-fail-on-error"
+        ),
+        hl7=lambda wildcards, input: (
+            f"--hl7-outcome {shlex.quote(input.hl7)}" if input.hl7 else ""
+        ),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        ontologies=lambda wildcards, input: os.path.dirname(input.ontologies[0]),
     message:
         "Validating the FHIR bundles of {wildcards.use_case}/{wildcards.center}"
-    script:
-        "../scripts/validate.py"
+    shell:
+        "oncofhir --log {log:q} validate-center --dictionary {input.dictionary:q} --bundles {input.bundles:q}"
+        " --out-dir {params.out_dir:q} --center {wildcards.center:q} --ontologies {params.ontologies:q}"
+        " {params.hl7} {params.fail_on_error}"
 
 
 rule hl7_validator:
