@@ -10,11 +10,11 @@ reconciles the submission with what the workflow produced.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import InputDataError, OncofhirError
-from ..io_utils import write_private
+from ..io_utils import private_writer
 from .names import C4GH_SUFFIX
 from .streams import HashingReader, HashingWriter
 
@@ -42,20 +42,25 @@ def format_manifest(rows: Iterable[Sequence[str]]) -> bytes:
 
 def read_manifest(path: str | Path) -> list[Row]:
     """The rows of a manifest as dicts; an unexpected header or a short row is an error naming the line."""
+    return list(iter_manifest(path))
+
+
+def iter_manifest(path: str | Path) -> Iterator[Row]:
+    """:func:`read_manifest` one row at a time (a merged manifest has a row per patient of the consortium)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise InputDataError(f"cannot read manifest: {exc.strerror}", path=str(path)) from None
-    if not lines or lines[0] + "\n" != HEADER:
-        raise InputDataError(f"not a deposit manifest: the header must be {HEADER.strip()!r}", path=str(path))
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        values = line.split("\t")
-        if len(values) != len(COLUMNS):
-            raise InputDataError(f"line {number}: {len(values)} columns instead of {len(COLUMNS)}", path=str(path))
-        rows.append(dict(zip(COLUMNS, values, strict=True)))
-    return rows
+    with handle:
+        first = handle.readline()
+        if first != HEADER:
+            raise InputDataError(f"not a deposit manifest: the header must be {HEADER.strip()!r}", path=str(path))
+        for number, line in enumerate(handle, start=2):
+            values = line.rstrip("\n").split("\t")
+            if len(values) != len(COLUMNS):
+                raise InputDataError(f"line {number}: {len(values)} columns instead of {len(COLUMNS)}", path=str(path))
+            yield dict(zip(COLUMNS, values, strict=True))
 
 
 def merge_manifests(paths: Sequence[str | Path], out: str | Path) -> dict[str, int]:
@@ -63,32 +68,45 @@ def merge_manifests(paths: Sequence[str | Path], out: str | Path) -> dict[str, i
 
     Refuses (with the offending values) a file listed twice or a pseudonym shared by two centers of one use
     case: the latter means two centers exported the same record id, and the archive would merge two patients.
+    Streams: one center's rows at a time are held (plus the set of file names and pseudonyms seen), so memory
+    follows the largest center, not the consortium.
     """
-    rows: list[Row] = []
+    order: list[tuple[str, str, Path]] = []
     for path in paths:
-        rows.extend(read_manifest(path))
+        centers = {(r["use_case"], r["center"]) for r in iter_manifest(path)}
+        if len(centers) > 1:
+            raise InputDataError("not a per-center manifest: it lists several centers", path=str(path))
+        if centers:
+            use_case, center = centers.pop()
+            order.append((use_case, center, Path(path)))
+    order.sort()
     problems: list[str] = []
     seen_files: set[str] = set()
     owner: dict[tuple[str, str], str] = {}
-    for row in rows:
-        if row["file"] in seen_files:
-            problems.append(f"file {row['file']} is listed twice")
-        seen_files.add(row["file"])
-        if row["pseudonym"]:
-            key = (row["use_case"], row["pseudonym"])
-            other = owner.setdefault(key, row["center"])
-            if other != row["center"]:
-                problems.append(
-                    f"pseudonym {row['pseudonym']} of use case {row['use_case']} occurs in centers {other} and "
-                    f"{row['center']} (the same record id in two centers)"
-                )
-    if problems:
-        raise OncofhirError("the per-center manifests do not merge", details=problems[:20])
-    rows.sort(key=lambda r: (r["use_case"], r["center"], r["file"]))
+    counts = {"files": 0, "bundles": 0, "centers": len({(u, c) for u, c, _ in order})}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_private(out, format_manifest([r[c] for c in COLUMNS] for r in rows))
-    centers = {(r["use_case"], r["center"]) for r in rows}
-    return {"files": len(rows), "bundles": sum(1 for r in rows if r["pseudonym"]), "centers": len(centers)}
+    with private_writer(out) as handle:
+        handle.write(HEADER.encode("utf-8"))
+        for _, _, path in order:
+            rows = sorted(read_manifest(path), key=lambda r: r["file"])
+            for row in rows:
+                if row["file"] in seen_files:
+                    problems.append(f"file {row['file']} is listed twice")
+                seen_files.add(row["file"])
+                if row["pseudonym"]:
+                    counts["bundles"] += 1
+                    key = (row["use_case"], row["pseudonym"])
+                    other = owner.setdefault(key, row["center"])
+                    if other != row["center"]:
+                        problems.append(
+                            f"pseudonym {row['pseudonym']} of use case {row['use_case']} occurs in centers {other} "
+                            f"and {row['center']} (the same record id in two centers)"
+                        )
+            counts["files"] += len(rows)
+            handle.write(format_manifest([r[c] for c in COLUMNS] for r in rows)[len(HEADER) :])
+        if problems:
+            raise OncofhirError("the per-center manifests do not merge", details=problems[:20])
+    return counts
 
 
 def _check(row: Row, prefix: str, size: int, md5: str, sha256: str) -> list[str]:
@@ -127,7 +145,7 @@ def verify(
         here = Path(manifest_path).parent
         root = here.parent if Path(manifest_path).name.endswith(".manifest.tsv") else here
     root = Path(root)
-    rows = read_manifest(manifest_path)
+    rows = iter_manifest(manifest_path)
     keys = None
     if private_key is not None:
         keys = [(0, load_private_key(private_key, passphrase_env or PASSPHRASE_ENV), None)]
