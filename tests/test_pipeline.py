@@ -199,3 +199,20 @@ def test_pseudonymised_bundles_never_carry_the_record_id(tmp_path: Path, compile
         assert patient["identifier"] == [{"system": PSEUDONYM_SYSTEM, "value": key}]
         assert patient["id"] == resource_uuid("uc3", key, "patient")
     assert sorted(p.name for p in (tmp_path / "fhir" / "center").iterdir()) == sorted(r[2] for r in index[1:])
+
+
+def test_cli_log_keeps_the_error_readable_on_the_terminal(tmp_path: Path, compiled, capsys) -> None:
+    """How the workflow's per-center rules run a stage: everything in --log, a user error also on the terminal."""
+    dictionary = tmp_path / "uc1.json"
+    stage_compile(DICTIONARIES / "uc1", ONTOLOGIES, dictionary)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sex,age\n1,2\n", encoding="utf-8")
+    log = tmp_path / "ingest.log"
+    out = [str(tmp_path / name) for name in ("r.csv", "rj.tsv", "rep.json")]
+    args = ["--log", str(log), "ingest", "--dictionary", str(dictionary), "--export", str(bad)]
+    code = main([*args, "--records", out[0], "--rejects", out[1], "--report", out[2]])
+    message = f"{bad}: record id column 'record_id' is missing (header starts: sex, age)"
+    assert code == 4
+    assert capsys.readouterr().err == f"oncofhir: error: {message}\n(log: {log})\n"
+    assert log.read_text() == f"oncofhir: error: {message}\n"
+    assert not any(Path(p).exists() for p in out)

@@ -21,7 +21,7 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from .streams import HashingReader, HashingWriter
 
@@ -118,20 +118,7 @@ class Encryptor:
         patient's bundle straight from the NDJSON line, so no per-patient plaintext file is ever written.
         """
         if self.engine == "library":
-            from crypt4gh import lib
-
-            reader = HashingReader(io.BytesIO(data))
-            writer = HashingWriter(dest)
-            lib.encrypt(self._keys, reader, writer)
-            writer.flush()
-            return (
-                reader.size,
-                reader.md5.hexdigest(),
-                reader.sha256.hexdigest(),
-                writer.size,
-                writer.md5.hexdigest(),
-                writer.sha256.hexdigest(),
-            )
+            return self._library(io.BytesIO(data), dest)
         from crypt4gh import sodium
 
         session_key = os.urandom(32)
@@ -154,13 +141,17 @@ class Encryptor:
         return len(data), plain_md5, hashlib.sha256(data).hexdigest(), encrypted, c_md5.hexdigest(), c_sha.hexdigest()
 
     def _encrypt_library(self, src: int, dest: int) -> Sums:
+        with io.FileIO(src, "rb", closefd=False) as raw:
+            return self._library(raw, dest)
+
+    def _library(self, raw: Any, dest: int) -> Sums:
+        """``crypt4gh.lib.encrypt`` from the readable ``raw`` into ``dest``, hashing both sides."""
         from crypt4gh import lib
 
-        with io.FileIO(src, "rb", closefd=False) as raw:
-            reader = HashingReader(raw)
-            writer = HashingWriter(dest)
-            lib.encrypt(self._keys, reader, writer)
-            writer.flush()
+        reader = HashingReader(raw)
+        writer = HashingWriter(dest)
+        lib.encrypt(self._keys, reader, writer)
+        writer.flush()
         return (
             reader.size,
             reader.md5.hexdigest(),
