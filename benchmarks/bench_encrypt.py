@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_workflow import calibrate
+
 from oncofhir.demo import generate
 from oncofhir.deposit.encrypt import stage_encrypt
 from oncofhir.deposit.keys import generate_keypair
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = settle(work, args.settle)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"file creation before measuring: {probe:.0f} files/s; load average {load}", file=sys.stderr)
+        print(f"calibration loop (benchmarks/bench_workflow.py): {calibrate()} s", file=sys.stderr)
         for rep in range(args.repeats):
             out = work / f"ega-{rep}"
             t0, c0 = time.perf_counter(), os.times()
