@@ -33,7 +33,7 @@ from oncofhir.deposit.encrypt import stage_encrypt
 from oncofhir.deposit.keys import generate_keypair
 from oncofhir.deposit.pseudonym import Pseudonymizer
 from oncofhir.dictionary import compile_dictionary
-from oncofhir.pipeline import stage_fhir, stage_ingest
+from oncofhir.pipeline import convert
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 5000
@@ -41,27 +41,12 @@ TARGET = 5000
 
 def prepare(work: Path, use_case: str, patients: int) -> tuple[Path, Path]:
     """Real bundles of ``patients`` synthetic records, named by pseudonym; returns (bundle folder, NDJSON)."""
-    dd = compile_dictionary(REPO / "resources" / "dictionaries" / use_case, REPO / "resources" / "ontologies")
-    compiled = work / f"{use_case}.json"
-    compiled.write_text(dd.to_json(), encoding="utf-8")
+    dictionary = REPO / "resources" / "dictionaries" / use_case
+    ontologies = REPO / "resources" / "ontologies"
     export = work / f"{use_case}.csv"
-    export.write_text(generate(dd, "bench", patients, seed=1), encoding="utf-8")
-    ing, fhir = work / "ingest", work / "fhir"
-    stage_ingest(compiled, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
-    bundles = fhir / "bench"
-    stage_fhir(
-        compiled,
-        ing / "records.csv",
-        ing / "rejects.tsv",
-        ing / "report.json",
-        bundles,
-        fhir / "bench.ndjson",
-        fhir / "bench.index.tsv",
-        fhir / "rejects.tsv",
-        fhir / "summary.json",
-        pseudonymizer=Pseudonymizer(b"benchmark-secret-0123456789abcdef"),
-    )
-    return bundles, fhir / "bench.ndjson"
+    export.write_text(generate(compile_dictionary(dictionary, ontologies), "bench", patients, seed=1), encoding="utf-8")
+    convert(dictionary, ontologies, export, work, pseudonymizer=Pseudonymizer(b"benchmark-secret-0123456789abcdef"))
+    return work / "bundles", work / "bundles.ndjson"
 
 
 def settle(work: Path, max_wait: float) -> float:
@@ -102,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     root = Path(args.workdir)
-    cache = root / "encrypt-input" / f"{args.use_case}-{args.patients}-v2"  # v2: bundles named by the FHIR stage
+    cache = root / "encrypt-input" / f"{args.use_case}-{args.patients}-v3"  # v3: the layout of pipeline.convert
     if args.fresh or not (cache / "ready").exists():
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
@@ -110,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare(cache, args.use_case, args.patients)
         (cache / "ready").touch()
         print(f"prepared real {args.use_case} bundles in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    bundles, ndjson = cache / "fhir" / "bench", cache / "fhir" / "bench.ndjson"
+    bundles, ndjson = cache / "bundles", cache / "bundles.ndjson"
     with tempfile.TemporaryDirectory(prefix="encrypt-", dir=root) as tmp:
         work = Path(tmp)
         recipients = []
@@ -135,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 recipients=recipients,
                 engine=args.engine,
                 threads=args.threads,
-                index=cache / "fhir" / "bench.index.tsv",
+                index=cache / "index.tsv",
             )
             c1 = os.times()
             runs.append((time.perf_counter() - t0, c1.user - c0.user, c1.system - c0.system, result))

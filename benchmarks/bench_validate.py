@@ -22,7 +22,7 @@ import orjson
 
 from oncofhir.demo import generate
 from oncofhir.dictionary import compile_dictionary, load_compiled
-from oncofhir.pipeline import stage_fhir, stage_ingest
+from oncofhir.pipeline import convert
 from oncofhir.validate import ValidationContext, validate_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,26 +31,13 @@ TARGET = 300  # bundles/s for uc7, one core, all layers (issue 4)
 
 def build_center(work: Path, use_case: str, patients: int) -> tuple[Path, Path]:
     """Compiled dictionary and NDJSON of a synthetic center."""
-    dd = compile_dictionary(REPO / "resources" / "dictionaries" / use_case, REPO / "resources" / "ontologies")
-    compiled = work / f"{use_case}.json"
-    compiled.write_text(dd.to_json(), encoding="utf-8")
+    dictionary = REPO / "resources" / "dictionaries" / use_case
+    ontologies = REPO / "resources" / "ontologies"
     export = work / f"{use_case}.csv"
-    export.write_text(generate(dd, "bench", patients, seed=1), encoding="utf-8")
-    ing = work / use_case
-    stage_ingest(compiled, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
+    export.write_text(generate(compile_dictionary(dictionary, ontologies), "bench", patients, seed=1), encoding="utf-8")
     out = work / f"out-{use_case}"
-    stage_fhir(
-        compiled,
-        ing / "records.csv",
-        ing / "rejects.tsv",
-        ing / "report.json",
-        out / "bundles",
-        out / "all.ndjson",
-        out / "index.tsv",
-        out / "rejects.tsv",
-        out / "summary.json",
-    )
-    return compiled, out / "all.ndjson"
+    convert(dictionary, ontologies, export, out, bundle_files=False)
+    return out / "work" / "dictionary.json", out / "bundles.ndjson"
 
 
 def time_layers(compiled: Path, ndjson: Path) -> tuple[float, int, int, dict[str, int]]:

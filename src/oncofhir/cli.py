@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from .errors import OncofhirError
@@ -116,24 +115,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     """Compile + ingest + FHIR in one go into ``--out`` (for a quick look outside the workflow)."""
-    from .pipeline import stage_compile, stage_fhir, stage_ingest
+    from .pipeline import convert
 
-    out = Path(args.out)
-    work = out / "work"
-    compiled = work / "dictionary.json"
-    stage_compile(args.dictionary_dir, args.ontologies, compiled)
-    stage_ingest(compiled, args.export, work / "records.csv", work / "ingest_rejects.tsv", work / "ingest.json")
-    summary = stage_fhir(
-        compiled,
-        work / "records.csv",
-        work / "ingest_rejects.tsv",
-        work / "ingest.json",
-        out / "bundles",
-        out / "bundles.ndjson",
-        out / "index.tsv",
-        out / "rejects.tsv",
-        out / "summary.json",
-    )
+    summary = convert(args.dictionary_dir, args.ontologies, args.export, args.out)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

@@ -29,15 +29,16 @@ def private_dir(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def private_writer(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary handle on a 0600 temp file next to ``path``, renamed to ``path`` only if the block completes.
+def private_writer(path: str | Path, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
+    """A binary handle on a temp file next to ``path`` (0600 by default), renamed to ``path`` only if the block
+    completes.
 
     For outputs written piece by piece (a center's NDJSON): memory stays O(one record), and a killed or failed
     job leaves the previous file or none, never a truncated one.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
             yield handle
@@ -54,16 +55,13 @@ def write_private(path: str | Path, data: bytes) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a small, non-personal text file (reports, compiled dictionaries) atomically, creating its folder."""
+    """Write a small, non-personal text file (reports, compiled dictionaries) atomically, creating its folder.
+
+    The usual umask applies (mode 0666 before it), as for any file a user shares."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with private_writer(path, 0o666) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def safe_stem(record_id: str) -> str:

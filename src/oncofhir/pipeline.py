@@ -142,3 +142,37 @@ def stage_fhir(
     }
     write_private(summary_out, _dump(summary))
     return summary
+
+
+def convert(
+    dictionary_dir: str | Path,
+    ontology_dir: str | Path,
+    export: str | Path,
+    out: str | Path,
+    *,
+    pseudonymizer: Pseudonymizer | None = None,
+    bundle_files: bool = True,
+) -> dict[str, Any]:
+    """Compile, ingest and build one export in one go (``oncofhir convert``, benchmarks); returns the FHIR summary.
+
+    Layout under ``out``: ``work/`` (compiled ``dictionary.json``, ``records.csv``, ingest rejects and report),
+    ``bundles/`` (one file per patient, with ``bundle_files``), ``bundles.ndjson``, ``index.tsv``, ``rejects.tsv``,
+    ``summary.json``.
+    """
+    out = Path(out)
+    work = out / "work"
+    compiled = work / "dictionary.json"
+    stage_compile(dictionary_dir, ontology_dir, compiled)
+    stage_ingest(compiled, export, work / "records.csv", work / "ingest_rejects.tsv", work / "ingest.json")
+    return stage_fhir(
+        compiled,
+        work / "records.csv",
+        work / "ingest_rejects.tsv",
+        work / "ingest.json",
+        out / "bundles" if bundle_files else None,
+        out / "bundles.ndjson",
+        out / "index.tsv",
+        out / "rejects.tsv",
+        out / "summary.json",
+        pseudonymizer=pseudonymizer,
+    )
