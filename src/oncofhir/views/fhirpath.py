@@ -34,8 +34,8 @@ class PathError(ValueError):
     """An expression that cannot be parsed or evaluated (a ViewDefinition error, not a data error)."""
 
 
-class _Fallback(Exception):
-    """The fast path cannot decide this input exactly: evaluate it with fhirpathpy instead."""
+class Fallback(Exception):
+    """The fast path cannot decide this input exactly: evaluate it with fhirpathpy instead (Path.slow)."""
 
 
 class _Unsupported(Exception):
@@ -45,11 +45,13 @@ class _Unsupported(Exception):
 class Env:
     """Evaluation environment: the view's constants, %rowIndex, and the resource being viewed."""
 
-    __slots__ = ("resource", "variables")
+    __slots__ = ("memo", "resource", "variables")
 
-    def __init__(self, variables: Mapping[str, Any], resource: Any) -> None:
+    def __init__(self, variables: Mapping[str, Any], resource: Any, memo: dict[Any, Any] | None = None) -> None:
         self.variables = variables
         self.resource = resource
+        #: per-resource cache (indexes of where() inputs); shared by the Envs of one resource's rows
+        self.memo: dict[Any, Any] = {} if memo is None else memo
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class Path:
         if self.fast is not None:
             try:
                 return self.fast([] if focus is None else [_raw(focus)], env)
-            except _Fallback:
+            except Fallback:
                 pass
         return self.slow(focus, env)
 
@@ -319,20 +321,21 @@ def _literal(node: dict[str, Any]) -> Any:
 def _member_get(name: str) -> Fn:
     """Child ``name`` of each dict item; a primitive with an extension, or a choice element, goes to fhirpathpy."""
     under = "_" + name
+    choice = name in _CHOICE_NAMES
 
     def get(items: list[Any], env: Env) -> list[Any]:
         out: list[Any] = []
         for item in items:
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 if isinstance(item, list | tuple):
-                    raise _Fallback
+                    raise Fallback
                 continue
             value = item.get(name)
             if under in item:
-                raise _Fallback
+                raise Fallback
             if value is None:
-                if _has_choice(item, name):
-                    raise _Fallback
+                if choice and _has_choice(item, name):
+                    raise Fallback
                 continue
             if isinstance(value, list):
                 out.extend(value)
@@ -343,13 +346,18 @@ def _member_get(name: str) -> Fn:
     return get
 
 
+#: Element names that are a choice ([x]) somewhere in FHIR R4: only for these can a missing key hide a value.
+_CHOICE_NAMES = frozenset(path.rsplit(".", 1)[1] for path in _MODEL["choiceTypePaths"])
+
+
 def _has_choice(item: dict[str, Any], name: str) -> bool:
     n = len(name)
     return any(len(k) > n and k.startswith(name) and k[n].isupper() for k in item)
 
 
 def _choice_get(name: str, type_name: str) -> Fn:
-    """``name.ofType(T)`` on a choice element: the JSON property ``name`` + ``T`` (capitalised)."""
+    """``name.ofType(T)``: a choice element's JSON property ``name`` + ``T`` (capitalised), or, where ``name``
+    itself is present (not a choice), its resources of type ``T`` (``entry.resource.ofType(Observation)``)."""
     key = name + type_name[0].upper() + type_name[1:]
     under = "_" + key
 
@@ -358,8 +366,16 @@ def _choice_get(name: str, type_name: str) -> Fn:
         for item in items:
             if not isinstance(item, dict):
                 continue
+            plain_value = item.get(name)
+            if plain_value is not None:
+                for v in plain_value if isinstance(plain_value, list) else [plain_value]:
+                    if not isinstance(v, dict) or "resourceType" not in v:
+                        raise Fallback  # a typed non-resource value: fhirpathpy knows its type
+                    if v["resourceType"] == type_name:
+                        out.append(v)
+                continue
             if under in item:
-                raise _Fallback
+                raise Fallback
             value = item.get(key)
             if value is None:
                 continue
@@ -420,7 +436,7 @@ def _compile(node: dict[str, Any], constants: set[str]) -> Fn:
             if isinstance(value, float | int) and not isinstance(value, bool):
                 return [value]
             if not isinstance(value, str | bool | int | Decimal):
-                raise _Fallback
+                raise Fallback
             return [value]
 
         return constant
@@ -431,6 +447,9 @@ def _compile(node: dict[str, Any], constants: set[str]) -> Fn:
     if kind == "FunctionInvocation":
         return _function(node, None, constants)
     if kind == "InvocationExpression":
+        steps = _chain(node)
+        if steps is not None and len(steps) > 1:
+            return _fused(steps)
         left, right = node["children"]
         if right["type"] == "FunctionInvocation":
             name, params = _function_parts(right)
@@ -443,6 +462,10 @@ def _compile(node: dict[str, Any], constants: set[str]) -> Fn:
                         return get
                     prev = _compile(base, constants)
                     return lambda items, env: get(prev(items, env), env)
+            if name == "where" and len(params) == 1:
+                indexed = _indexed_where(left, params[0], constants)
+                if indexed is not None:
+                    return indexed
             return _function(right, _compile(left, constants), constants)
         prev = _compile(left, constants)
         nxt = _compile(right, constants)
@@ -456,7 +479,7 @@ def _compile(node: dict[str, Any], constants: set[str]) -> Fn:
             coll = base(items, env)
             idx = index(items, env)
             if len(idx) != 1 or not isinstance(idx[0], int) or isinstance(idx[0], bool):
-                raise _Fallback
+                raise Fallback
             return [coll[idx[0]]] if 0 <= idx[0] < len(coll) else []
 
         return indexer
@@ -531,7 +554,7 @@ def _equal(x: Any, y: Any) -> bool:
     if isinstance(x, dict) and isinstance(y, dict):
         return x == y
     if type(x) is not type(y):
-        raise _Fallback  # e.g. a date string against a date constant: fhirpathpy knows the types
+        raise Fallback  # e.g. a date string against a date constant: fhirpathpy knows the types
     return bool(x == y)
 
 
@@ -540,11 +563,11 @@ def _truth(coll: list[Any]) -> bool | None:
     if not coll:
         return None
     if len(coll) > 1:
-        raise _Fallback
+        raise Fallback
     value = coll[0]
     if isinstance(value, bool):
         return value
-    raise _Fallback
+    raise Fallback
 
 
 def _function(node: dict[str, Any], base: Fn | None, constants: set[str]) -> Fn:
@@ -584,17 +607,233 @@ def _function(node: dict[str, Any], base: Fn | None, constants: set[str]) -> Fn:
         def extension(items: list[Any], env: Env) -> list[Any]:
             urls = url_fn(items, env)
             if len(urls) != 1 or not isinstance(urls[0], str):
-                raise _Fallback
+                raise Fallback
             url = urls[0]
             out = []
             for item in src(items, env):
                 if not isinstance(item, dict):
-                    raise _Fallback  # a primitive's extension lives in "_name": fhirpathpy knows
+                    raise Fallback  # a primitive's extension lives in "_name": fhirpathpy knows
                 out.extend(e for e in item.get("extension", ()) if isinstance(e, dict) and e.get("url") == url)
             return out
 
         return extension
+    if name == "join" and len(params) <= 1:
+        sep_fn = _compile(params[0], constants) if params else (lambda items, env: [""])
+
+        def join(items: list[Any], env: Env) -> list[Any]:
+            values = src(items, env)
+            sep = sep_fn(items, env)
+            if len(sep) != 1 or not isinstance(sep[0], str) or not all(isinstance(v, str) for v in values):
+                raise Fallback
+            return [sep[0].join(values)]
+
+        return join
     if name == "getReferenceKey" and len(params) <= 1:
         rtype = _type_specifier(params[0]) if params else None
         return lambda items, env: [k for item in src(items, env) for k in reference_key(item, rtype)]
     raise _Unsupported
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Indexed where(): a wide view picks ~60 resources out of a bundle by their fixed codes, each with
+# ``entry.resource.ofType(T).where(code.coding.exists(system = 'S' and code = 'C') and ...)``. Scanning the bundle
+# once per selector is quadratic; instead the first conjunct of the form ``P.exists(a = 'x' and b = 'y')`` is
+# answered from an index of the input collection by (a, b) of P's items, built once per resource and input.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _conjuncts(node: dict[str, Any]) -> list[dict[str, Any]]:
+    if node["type"] == "AndExpression":
+        left, right = node["children"]
+        return _conjuncts(left) + _conjuncts(right)
+    if node["type"] == "TermExpression" and _one(node)["type"] == "ParenthesizedTerm":
+        return _conjuncts(_one(_one(node)))
+    return [node]
+
+
+def _member_literal(node: dict[str, Any]) -> tuple[str, Any] | None:
+    """``member = 'literal'`` -> (member, literal)."""
+    if node["type"] != "EqualityExpression" or node.get("terminalNodeText", [None])[0] != "=":
+        return None
+    left, right = node["children"]
+    split = _last_member(left)
+    if split is None or split[0] is not None:
+        return None
+    lit = right
+    while lit["type"] in {"TermExpression", "LiteralTerm"}:
+        lit = _one(lit)
+    if lit["type"] != "StringLiteral":
+        return None
+    return split[1], _literal(lit)
+
+
+def _index_spec(node: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]] | None:
+    """``P.exists(a = 'x' and b = 'y')`` -> (P node, (a, b), ('x', 'y'))."""
+    if node["type"] != "InvocationExpression":
+        return None
+    base, right = node["children"]
+    if right["type"] != "FunctionInvocation":
+        return None
+    name, params = _function_parts(right)
+    if name != "exists" or len(params) != 1:
+        return None
+    pairs = [_member_literal(c) for c in _conjuncts(params[0])]
+    if not pairs or any(p is None for p in pairs):
+        return None
+    return base, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)  # type: ignore[index]
+
+
+_UNINDEXABLE: dict[Any, Any] = {}
+
+
+def _build_index(coll: list[Any], keys: Fn, members: tuple[str, ...], env: Env) -> dict[Any, Any]:
+    """(member values) -> items of ``coll`` having a key item with those values, in collection order."""
+    index: dict[Any, list[Any]] = {}
+    for item in coll:
+        for value in keys([item], env):
+            if not isinstance(value, dict):
+                continue
+            key = tuple(value.get(m) for m in members)
+            if any(isinstance(k, list | dict) for k in key):
+                return _UNINDEXABLE  # a repeating member: answer by scanning
+            bucket = index.setdefault(key, [])
+            if not bucket or bucket[-1] is not item:
+                bucket.append(item)
+    return index
+
+
+def _indexed_where(left: dict[str, Any], crit_node: dict[str, Any], constants: set[str]) -> Fn | None:
+    conjuncts = _conjuncts(crit_node)
+    found = [(i, s) for i, c in enumerate(conjuncts) if (s := _index_spec(c)) is not None]
+    if not found:
+        return None
+    position, (key_node, members, wanted) = found[0]
+    src = _compile(left, constants)
+    keys = _compile(key_node, constants)
+    crit = _compile(crit_node, constants)
+    # the indexed conjunct holds for every item the index returns: only the others are evaluated on them
+    others = [_compile(c, constants) for i, c in enumerate(conjuncts) if i != position]
+
+    def rest(item: Any, env: Env) -> bool:
+        return all(_truth(fn([item], env)) is True for fn in others)
+
+    memo_key = (left.get("text"), key_node.get("text"), members)
+
+    def where(items: list[Any], env: Env) -> list[Any]:
+        if len(items) != 1:
+            return [item for item in src(items, env) if _truth(crit([item], env)) is True]
+        slot = (memo_key, id(items[0]))
+        index = env.memo.get(slot)
+        if index is None:
+            index = _build_index(src(items, env), keys, members, env)
+            env.memo[slot] = index
+        if index is _UNINDEXABLE:
+            return [item for item in src(items, env) if _truth(crit([item], env)) is True]
+        return [item for item in index.get(wanted, ()) if rest(item, env)]
+
+    return where
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fused chains: ``value.ofType(CodeableConcept).coding.first().code`` (the shape of most view columns) runs as one
+# loop instead of one closure per step, and stops at the first empty step.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _chain(node: dict[str, Any]) -> list[tuple[str, ...]] | None:
+    """The steps of a pure chain of members, ``ofType()`` on a member and ``first()``, else None."""
+    kind = node["type"]
+    if kind == "TermExpression":
+        inner = _one(node)
+        if inner["type"] == "InvocationTerm" and _one(inner)["type"] == "MemberInvocation":
+            return [("m", _identifier(_one(inner)))]
+        return None
+    if kind != "InvocationExpression":
+        return None
+    left, right = node["children"]
+    base = _chain(left)
+    if base is None:
+        return None
+    if right["type"] == "MemberInvocation":
+        return [*base, ("m", _identifier(right))]
+    if right["type"] != "FunctionInvocation":
+        return None
+    name, params = _function_parts(right)
+    if name == "first" and not params:
+        return [*base, ("f",)]
+    if name == "extension" and len(params) == 1:
+        lit = params[0]
+        while lit["type"] in {"TermExpression", "LiteralTerm"}:
+            lit = _one(lit)
+        if lit["type"] == "StringLiteral":
+            return [*base, ("x", _literal(lit))]
+        return None
+    if name == "ofType" and len(params) == 1 and base[-1][0] == "m":
+        return [*base[:-1], ("c", base[-1][1], _type_specifier(params[0]))]
+    return None
+
+
+def _fused(steps: list[tuple[str, ...]]) -> Fn:
+    """One closure for a chain, with the checks of :func:`_member_get` and :func:`_choice_get` inline."""
+    plan: list[tuple[int, str, str, str, bool]] = []
+    for step in steps:
+        if step[0] == "m":
+            plan.append((0, step[1], "_" + step[1], "", step[1] in _CHOICE_NAMES))
+        elif step[0] == "c":
+            key = step[1] + step[2][0].upper() + step[2][1:]
+            plan.append((1, step[1], "_" + key, key, False))
+        elif step[0] == "x":
+            plan.append((3, "extension", "", step[1], False))
+        else:
+            plan.append((2, "", "", "", False))
+    typed = {step[1]: step[2] for step in steps if step[0] == "c"}
+
+    def run(items: list[Any], env: Env) -> list[Any]:
+        for op, name, under, key, choice in plan:
+            if op == 2:
+                items = items[:1]
+                continue
+            out: list[Any] = []
+            if op == 3:  # extension('url') of complex elements; a primitive's lives in "_name": fhirpathpy
+                for item in items:
+                    if type(item) is not dict:
+                        raise Fallback
+                    out.extend(e for e in item.get("extension", ()) if type(e) is dict and e.get("url") == key)
+                if not out:
+                    return out
+                items = out
+                continue
+            for item in items:
+                if type(item) is not dict:
+                    if isinstance(item, list | tuple):
+                        raise Fallback
+                    continue
+                if under in item:
+                    raise Fallback
+                value = item.get(name)
+                if op == 0:
+                    if value is None:
+                        if choice and _has_choice(item, name):
+                            raise Fallback
+                        continue
+                elif value is not None:  # ofType() on a plain element: its resources of that type
+                    for v in value if type(value) is list else [value]:
+                        if type(v) is not dict or "resourceType" not in v:
+                            raise Fallback
+                        if v["resourceType"] == typed[name]:
+                            out.append(v)
+                    continue
+                else:
+                    value = item.get(key)
+                    if value is None:
+                        continue
+                if type(value) is list:
+                    out.extend(value)
+                else:
+                    out.append(value)
+            if not out:
+                return out
+            items = out
+        return items
+
+    return run

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .fhirpath import Env, Path, PathError, plain
+from fhirpathpy.engine.nodes import ResourceNode
+
+from .fhirpath import Env, Fallback, Path, PathError, plain
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll"}
@@ -199,7 +201,7 @@ class CompiledView:
             if not foci:
                 if not sel.or_null:
                     return []
-                return self._focus(sel, None, Env({**env.variables, "rowIndex": 0}, env.resource)) or [
+                return self._focus(sel, None, Env({**env.variables, "rowIndex": 0}, env.resource, env.memo)) or [
                     (None,) * len(sel.names)
                 ]
         elif sel.repeat:
@@ -211,7 +213,7 @@ class CompiledView:
         out: list[tuple[Any, ...]] = []
         base = env.variables
         for index, focus in enumerate(foci):
-            out.extend(self._focus(sel, focus, Env({**base, "rowIndex": index}, env.resource)))
+            out.extend(self._focus(sel, focus, Env({**base, "rowIndex": index}, env.resource, env.memo)))
         return out
 
     def _repeat(self, paths: list[Path], node: Any, env: Env) -> Iterator[Any]:
@@ -222,8 +224,21 @@ class CompiledView:
 
     def _focus(self, sel: _Select, focus: Any, env: Env) -> list[tuple[Any, ...]]:
         own: list[Any] = []
+        items = [] if focus is None else [focus.data if isinstance(focus, ResourceNode) else focus]
         for column, path in sel.columns:
-            own.append(_value(column, path, path.evaluate(focus, env)))
+            fast = path.fast
+            result = None
+            if fast is not None:
+                try:
+                    result = fast(items, env)
+                except Fallback:
+                    result = None
+            if result is None:
+                result = path.slow(focus, env)
+            if len(result) == 1 and type(result[0]) in _SCALARS and not column.collection:
+                own.append(result[0])  # the common case: a JSON string, integer or boolean as it is
+            else:
+                own.append(_value(column, path, result))
         parts: list[list[tuple[Any, ...]]] = [[tuple(own)]]
         for sub in sel.selects:
             rows = self._select(sub, focus, env)
@@ -238,6 +253,9 @@ class CompiledView:
         if len(parts) == 1:
             return parts[0]
         return [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)]
+
+
+_SCALARS = (str, int, bool)
 
 
 def _value(column: Column, path: Path, result: list[Any]) -> Any:
