@@ -77,3 +77,23 @@ def test_column_with_several_values_is_an_error() -> None:
     view = {"resource": "Patient", "select": [{"column": [{"name": "g", "path": "name.given"}]}]}
     with pytest.raises(ViewError, match=r"column 'g' \(name.given\) yielded 2 values"):
         run_view(view, [{"resourceType": "Patient", "name": [{"given": ["a", "b"]}]}])
+
+
+def test_subset_parser_gives_fhirpathpys_tree() -> None:
+    """The fast parser returns exactly fhirpathpy's AST wherever it accepts an expression, and declines the rest."""
+    from fhirpathpy.parser import parse
+
+    from oncofhir.views.parser import parse_subset
+
+    expressions = set()
+    for case in CASES:
+        _paths(case.test["view"], expressions)
+    accepted = 0
+    for expression in sorted(e for e in expressions if e != "@@"):
+        mine = parse_subset(expression)
+        if mine is not None:
+            assert mine == parse(expression), expression
+            accepted += 1
+    assert accepted > 100
+    assert parse_subset("value.ofType(Quantity).value < %v") is None
+    assert parse_subset("@@") is None

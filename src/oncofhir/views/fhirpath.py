@@ -25,6 +25,8 @@ from fhirpathpy.engine.nodes import FP_Type, ResourceNode
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
+from .parser import parse_subset
+
 Fn = Callable[[list[Any], "Env"], list[Any]]
 
 _MODEL = models["r4"]
@@ -217,15 +219,17 @@ class Path:
         if not isinstance(expression, str) or not expression.strip():
             raise PathError(f"FHIRPath expression must be a non-empty string, got {expression!r}")
         self.expression = expression
-        try:
-            tree = parse(expression)
-        except Exception as exc:
-            raise PathError(f"invalid FHIRPath '{expression}': {type(exc).__name__}") from None
+        tree = parse_subset(expression)  # microseconds; fhirpathpy's ANTLR parser takes milliseconds
+        if tree is None:
+            try:
+                tree = parse(expression)
+            except Exception as exc:
+                raise PathError(f"invalid FHIRPath '{expression}': {type(exc).__name__}") from None
         try:
             self.fast: Fn | None = _compile(tree["children"][0], set(constants or ()))
         except _Unsupported:
             self.fast = None
-        self._slow = fhirpathpy.compile(expression, model=_MODEL, options={"returnRawData": True})
+        self._slow: Callable[..., Any] | None = None  # fhirpathpy's compiled form, made when first needed
 
     def evaluate(self, focus: Any, env: Env) -> list[Any]:
         """The collection the expression yields on ``focus`` (JSON values, or fhirpathpy nodes from the fallback).
@@ -241,6 +245,8 @@ class Path:
     def slow(self, focus: Any, env: Env) -> list[Any]:
         """Evaluate with fhirpathpy (full FHIRPath, R4 model)."""
         variables = {**env.variables, "resource": env.resource, "rootResource": env.resource}
+        if self._slow is None:
+            self._slow = fhirpathpy.compile(self.expression, model=_MODEL, options={"returnRawData": True})
         try:
             return list(self._slow([] if focus is None else focus, variables))
         except Exception as exc:
