@@ -1,0 +1,99 @@
+"""The ``oncofhir views|tables|cohort|query`` commands (registered by oncofhir.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Any
+
+DEFAULT_DB = "results/tables/cohort.duckdb"
+
+
+def _cmd_views(args: argparse.Namespace) -> int:
+    from ..dictionary.compiled import load_compiled
+    from .generate import write_views
+
+    paths = write_views(load_compiled(args.dictionary), args.out_dir)
+    print(f"{len(paths)} ViewDefinition(s) -> {args.out_dir}: {', '.join(p.stem for p in paths)}")
+    return 0
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from .stage import stage_tables
+
+    if not (args.dictionary and args.views_dir and args.ndjson and args.out_dir and args.center):
+        print(
+            "oncofhir tables: --dictionary, --views-dir, --ndjson, --out-dir and --center are required",
+            file=sys.stderr,
+        )
+        return 2
+    out = stage_tables(
+        args.dictionary,
+        args.views_dir,
+        args.ndjson,
+        args.out_dir,
+        args.center,
+        root=args.root,
+        records=args.records,
+        index=args.index,
+        roundtrip_json=args.roundtrip_json,
+        roundtrip_tsv=args.roundtrip_tsv,
+    )
+    print(json.dumps(out, sort_keys=True))
+    rt = out.get("roundtrip")
+    if rt and not rt["passed"]:
+        lost = ", ".join(f["variable"] for f in rt["failures"])
+        print(f"round trip FAILED for {args.center}: values lost or changed in {lost}", file=sys.stderr)
+    return 0
+
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from .tables import table_files, write_database
+
+    views = table_files(args.tables_dir)
+    n = write_database(args.tables_dir, views, args.out)
+    print(f"{args.out}: {n} table(s) over {sum(len(v) for v in views.values())} Parquet file(s)")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from .tables import query
+
+    names, rows = query(args.db, args.sql)
+    writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the commands to the ``oncofhir`` sub-parsers."""
+    vw = sub.add_parser("views", help="write a use case's SQL-on-FHIR v2 ViewDefinitions from its compiled dictionary")
+    vw.add_argument("--dictionary", required=True, help="compiled dictionary (JSON)")
+    vw.add_argument("--out-dir", required=True, help="folder for <view name>.json")
+    vw.set_defaults(func=_cmd_views)
+
+    tb = sub.add_parser("tables", help="run the views over a center's NDJSON into Parquet, and the round trip")
+    tb.add_argument("--dictionary", help="compiled dictionary (JSON)")
+    tb.add_argument("--views-dir", help="folder of ViewDefinitions (oncofhir views)")
+    tb.add_argument("--ndjson", help="the center's bundles, one per line")
+    tb.add_argument("--out-dir", help="folder for <view name>.parquet (created 0700)")
+    tb.add_argument("--center", help="center name (the tables' center column)")
+    tb.add_argument("--root", help="folders from here down to --out-dir are made owner-only (default: --out-dir)")
+    tb.add_argument("--records", help="the center's normalised records (for the round trip)")
+    tb.add_argument("--index", help="the FHIR stage's index TSV (record id -> pseudonym, for the round trip)")
+    tb.add_argument("--roundtrip-json", help="write the round trip's per-center report here")
+    tb.add_argument("--roundtrip-tsv", help="write the round trip's per-variable counts here")
+    tb.set_defaults(func=_cmd_tables)
+
+    co = sub.add_parser("cohort", help="write the DuckDB database of views over every center's Parquet tables")
+    co.add_argument("--tables-dir", required=True, help="folder holding <use case>/<center>/<view>.parquet")
+    co.add_argument("--out", required=True, help="the database file (e.g. results/tables/cohort.duckdb)")
+    co.set_defaults(func=_cmd_cohort)
+
+    qu = sub.add_parser("query", help="run one SQL query on the cohort database; prints TSV")
+    qu.add_argument("sql", help='e.g. "SELECT count(*) FROM uc7_patients"')
+    qu.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB database (default {DEFAULT_DB})")
+    qu.set_defaults(func=_cmd_query)
