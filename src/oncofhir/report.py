@@ -35,6 +35,7 @@ COLUMNS = [
     "validation_errors",
     "validation_warnings",
     "encrypted_files",
+    "roundtrip",
 ]
 
 
@@ -47,6 +48,7 @@ class CenterReports:
     qc: str | Path
     validation: str | Path
     manifest: str | Path | None = None
+    roundtrip: str | Path | None = None
 
 
 def _load(path: str | Path) -> dict[str, Any]:
@@ -86,7 +88,21 @@ def center_row(files: CenterReports) -> dict[str, Any]:
         "validation_warnings": sev["warning"],
         "validation_line": va["line"],
         "encrypted_files": "" if encrypted is None else encrypted,
+        "roundtrip": roundtrip_cell(files.roundtrip),
     }
+
+
+def roundtrip_cell(path: str | Path | None) -> str:
+    """The round trip of the SQL-on-FHIR wide view (docs/tables.md): ``100% (n values)`` or ``FAIL ...``."""
+    if path is None:
+        return ""
+    rt = _load(path)
+    t = rt["totals"]
+    checked = t["recovered"] + t["lost"] + t["changed"]
+    if rt["passed"]:
+        return f"{rt['recovered_percent']:g}% ({checked} values)"
+    lost = ",".join(f["variable"] for f in rt["failures"])
+    return f"FAIL {rt['recovered_percent']:g}% (lost/changed: {lost})"
 
 
 def write_run_summary(centers: list[CenterReports], tsv_out: str | Path, html_out: str | Path | None = None) -> str:

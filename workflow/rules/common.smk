@@ -168,9 +168,41 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_table_inputs(wildcards):
+    """What a center's table job reads: its bundles and records, the index, the dictionary and the views."""
+    uc, center = wildcards.use_case, wildcards.center
+    return {
+        "dictionary": f"{RESULTS}/dictionaries/{uc}.json",
+        "views": f"{RESULTS}/views/{uc}",
+        "ndjson": f"{RESULTS}/fhir/{uc}/{center}.ndjson",
+        "index": f"{RESULTS}/fhir/{uc}/{center}.index.tsv",
+        "records": f"{RESULTS}/ingest/{uc}/{center}/records.csv",
+    }
+
+
+def get_tables_root(wildcards, output):
+    """results/tables, from a table job's output (a center's folder) or the cohort database."""
+    first = Path(output[0])
+    return str(first.parent if first.suffix == ".duckdb" else first.parent.parent)
+
+
+def get_roundtrips():
+    """Each center's round-trip report (the run summary's roundtrip column)."""
+    return per_center(f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json")
+
+
+def get_table_outputs():
+    """Views, cohort database, and the Parquet tables when plaintext is kept (docs/tables.md)."""
+    out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
+    out.append(f"{RESULTS}/tables/cohort.duckdb")
+    if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
+        out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
+    return out
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
-    data = []
+    data = [*get_table_outputs()]
     if DEPOSIT["enabled"]:
         data.append(f"{RESULTS}/ega/manifest.tsv")
     if (

@@ -186,6 +186,8 @@ def write_database(tables_dir: str | Path, views: dict[str, list[str]], out: str
     try:
         con = duckdb.connect(str(tmp))
         try:
+            folder = str(Path(tables_dir).resolve()).replace("'", "''")
+            con.execute(f"SET file_search_path = '{folder}'")  # DuckDB checks the files when creating a view
             for name, files in sorted(views.items()):
                 # names and paths were checked against _SAFE_TABLE (letters, digits, _ - / only)
                 listing = ", ".join(f"'{f}'" for f in files)
