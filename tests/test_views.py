@@ -154,3 +154,39 @@ def test_tables_are_private_and_queryable(demo: Path, tmp_path: Path, capsys: py
     shutil.rmtree(root / "uc1")
     assert main(["query", "--db", str(db), "SELECT count(*) FROM uc1_patients"]) == 2
     assert "deletes plaintext tables once encrypted" in capsys.readouterr().err
+
+
+def test_tables_are_deposited_verified_and_rebuilt(demo: Path, tmp_path: Path) -> None:
+    from oncofhir.deposit.keys import generate_demo_keys, generate_keypair
+    from oncofhir.deposit.manifest import read_manifest, verify
+    from oncofhir.errors import InputDataError
+    from oncofhir.views.deposit import decrypt_tables, encrypt_tables
+
+    export = sorted((demo / "uc1").glob("*.csv"))[0]
+    out = _convert(tmp_path, "uc1", export)
+    _tables(out, center="hospital_x")
+    keys = generate_demo_keys(tmp_path / "keys")
+    ega = tmp_path / "ega"
+    manifest = ega / "tables" / "uc1" / "hospital_x.manifest.tsv"
+    result = encrypt_tables(
+        out / "tables" / "hospital_x",
+        ega / "tables" / "uc1" / "hospital_x",
+        manifest,
+        use_case="uc1",
+        center="hospital_x",
+        recipients=[str(keys["ega"][0]), str(keys["consortium"][0])],
+    )
+    rows = read_manifest(manifest)
+    assert result["files"] == len(rows) == len(list((out / "tables" / "hospital_x").glob("*.parquet")))
+    assert {r["file"] for r in rows} >= {"tables/uc1/hospital_x/uc1.hospital_x.uc1_patients.parquet.c4gh"}
+    assert all(r["pseudonym"] == "" for r in rows)
+    assert verify(manifest, root=ega, private_key=keys["consortium"][1]) == []
+    rebuilt = tmp_path / "download"
+    done = decrypt_tables([ega / "tables"], keys["ega"][1], rebuilt)
+    assert done["files"] == len(rows)
+    original = pq.read_table(out / "tables" / "hospital_x" / "uc1_patients.parquet")
+    assert pq.read_table(rebuilt / "uc1" / "hospital_x" / "uc1_patients.parquet").equals(original)
+    assert query(rebuilt / "cohort.duckdb", "SELECT count(*) FROM uc1_patients")[1] == [(original.num_rows,)]
+    generate_keypair(tmp_path / "outsider.sec", tmp_path / "outsider.pub")
+    with pytest.raises(InputDataError, match=r"uc1\.hospital_x\.uc1_conditions\.parquet\.c4gh: does not decrypt"):
+        decrypt_tables([ega / "tables"], tmp_path / "outsider.sec", tmp_path / "other")

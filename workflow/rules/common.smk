@@ -180,6 +180,13 @@ def get_table_inputs(wildcards):
     }
 
 
+def get_table_manifests():
+    """The encrypted tables' manifests of every center (merged into ega/manifest.tsv), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv")
+
+
 def get_tables_root(wildcards, output):
     """results/tables, from a table job's output (a center's folder) or the cohort database."""
     first = Path(output[0])

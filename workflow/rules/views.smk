@@ -63,3 +63,33 @@ rule cohort_db:
         "Writing the cohort database {output}"
     shell:
         "oncofhir --log {log:q} cohort --tables-dir {params.tables:q} --out {output:q}"
+
+
+rule encrypt_tables:
+    """A center's Parquet tables, Crypt4GH-encrypted into the EGA package with their manifest rows."""
+    input:
+        tables=f"{RESULTS}/tables/{{use_case}}/{{center}}",
+        recipients=get_recipient_keys,
+        sender=get_sender_key,
+    output:
+        encrypted=directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        manifest=f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
+    log:
+        f"{RESULTS}/logs/encrypt_tables/{{use_case}}/{{center}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/encrypt_tables/{{use_case}}/{{center}}.tsv"
+    conda:
+        ENV
+    params:
+        recipients=lambda wildcards, input: " ".join(
+            f"--recipient {shlex.quote(key)}" for key in input.recipients
+        ),
+        sender=lambda wildcards, input: (
+            f"--sender-key {shlex.quote(input.sender[0])}" if input.sender else ""
+        ),
+    message:
+        "Encrypting the tables of {wildcards.use_case}/{wildcards.center} for the EGA"
+    shell:
+        "oncofhir --log {log:q} encrypt-tables --tables-dir {input.tables:q} --out-dir {output.encrypted:q}"
+        " --manifest {output.manifest:q} --use-case {wildcards.use_case:q} --center {wildcards.center:q}"
+        " {params.recipients} {params.sender}"

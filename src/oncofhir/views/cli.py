@@ -23,6 +23,11 @@ def _cmd_views(args: argparse.Namespace) -> int:
 def _cmd_tables(args: argparse.Namespace) -> int:
     from .stage import stage_tables
 
+    if args.decrypt:
+        return _decrypt(args)
+    if args.paths:
+        print("oncofhir tables: file arguments are only for --decrypt", file=sys.stderr)
+        return 2
     if not (args.dictionary and args.views_dir and args.ndjson and args.out_dir and args.center):
         print(
             "oncofhir tables: --dictionary, --views-dir, --ndjson, --out-dir and --center are required",
@@ -46,6 +51,33 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     if rt and not rt["passed"]:
         lost = ", ".join(f["variable"] for f in rt["failures"])
         print(f"round trip FAILED for {args.center}: values lost or changed in {lost}", file=sys.stderr)
+    return 0
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    from .deposit import decrypt_tables
+
+    if not args.sk or not args.paths:
+        print("oncofhir tables --decrypt: give --sk KEY and the downloaded files or folders", file=sys.stderr)
+        return 2
+    out = decrypt_tables(args.paths, args.sk, args.out_dir or "tables", args.passphrase_env)
+    print(f"{out['files']} table file(s) decrypted; {out['tables']} table(s) in {out['database']}")
+    return 0
+
+
+def _cmd_encrypt_tables(args: argparse.Namespace) -> int:
+    from .deposit import encrypt_tables
+
+    out = encrypt_tables(
+        args.tables_dir,
+        args.out_dir,
+        args.manifest,
+        use_case=args.use_case,
+        center=args.center,
+        recipients=args.recipient,
+        sender_key=args.sender_key,
+    )
+    print(json.dumps(out, sort_keys=True))
     return 0
 
 
@@ -86,7 +118,28 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("--index", help="the FHIR stage's index TSV (record id -> pseudonym, for the round trip)")
     tb.add_argument("--roundtrip-json", help="write the round trip's per-center report here")
     tb.add_argument("--roundtrip-tsv", help="write the round trip's per-variable counts here")
+    tb.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="instead: decrypt downloaded *.parquet.c4gh files (PATHS) into --out-dir (default tables/) with a "
+        "cohort.duckdb over them",
+    )
+    tb.add_argument("--sk", help="with --decrypt: your Crypt4GH private key")
+    tb.add_argument("--passphrase-env", help="with --decrypt: environment variable holding the key's passphrase")
+    tb.add_argument("paths", nargs="*", help="with --decrypt: encrypted table files or folders holding them")
     tb.set_defaults(func=_cmd_tables)
+
+    et = sub.add_parser(
+        "encrypt-tables", help="Crypt4GH-encrypt a center's Parquet tables for the EGA, with a manifest"
+    )
+    et.add_argument("--tables-dir", required=True, help="the center's table folder")
+    et.add_argument("--out-dir", required=True, help="<EGA root>/tables/<use case>/<center>")
+    et.add_argument("--manifest", required=True, help="the center's table manifest (TSV)")
+    et.add_argument("--use-case", required=True)
+    et.add_argument("--center", required=True)
+    et.add_argument("--recipient", action="append", required=True, help="recipient public key (repeat)")
+    et.add_argument("--sender-key", help="sender private key (passphrase from ONCOFHIR_C4GH_PASSPHRASE)")
+    et.set_defaults(func=_cmd_encrypt_tables)
 
     co = sub.add_parser("cohort", help="write the DuckDB database of views over every center's Parquet tables")
     co.add_argument("--tables-dir", required=True, help="folder holding <use case>/<center>/<view>.parquet")

@@ -269,15 +269,20 @@ def read_index(path: str | Path) -> dict[str, str]:
         return {row["record_id"]: row["patient_key"] for row in csv.DictReader(handle, delimiter="\t")}
 
 
-def summary(use_case: str, center: str, results: Sequence[VariableResult], bundles: int) -> dict[str, Any]:
-    """The per-center JSON: totals, pass/fail, the variables that lost or changed values (with row numbers)."""
+def summary(
+    use_case: str, center: str, results: Sequence[VariableResult], bundles: int, duplicate_rows: int = 0
+) -> dict[str, Any]:
+    """The per-center JSON: totals, pass/fail, the variables that lost or changed values (with row numbers).
+
+    ``duplicate_rows``: wide-view rows beyond one per patient (a slot's selector matched several resources)."""
     totals = {c: sum(r.counts[c] for r in results) for c in CATEGORIES}
     checked = totals["recovered"] + totals["lost"] + totals["changed"]
     return {
         "use_case": use_case,
         "center": center,
         "bundles": bundles,
-        "passed": all(r.ok for r in results),
+        "duplicate_rows": duplicate_rows,
+        "passed": all(r.ok for r in results) and duplicate_rows == 0,
         "recovered_percent": round(100.0 * totals["recovered"] / checked, 2) if checked else 100.0,
         "totals": totals,
         "failures": [

@@ -48,14 +48,16 @@ def stage_tables(
     if position is None:
         raise InputDataError(f"no view named {wide} (the wide patient view) in the views folder", path=str(views_dir))
     names = [c.name for c in views[position].columns]
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
+    duplicates = 0  # a slot selector matching two resources gives a patient two rows: the view is ambiguous
     for row in all_rows[position]:
         cells = dict(zip(names, row, strict=True))
+        duplicates += cells["patient_id"] in rows
         rows[cells["patient_id"]] = cells
     recs = read_records(records)
     idx = read_index(index)
     results = round_trip(dd, recs, idx, rows)
-    report = summary(dd.use_case, center, results, bundles=len(rows))
+    report = summary(dd.use_case, center, results, bundles=len(rows), duplicate_rows=duplicates)
     if roundtrip_json:
         write_text_atomic(roundtrip_json, json.dumps(report, indent=1, sort_keys=True) + "\n")
     if roundtrip_tsv:
