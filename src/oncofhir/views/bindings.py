@@ -144,9 +144,22 @@ def _coded_extra(element: str, src: dict[str, Any]) -> dict[str, str]:
     entries = [e for e in src["map"].values() if isinstance(e, dict)]
     if any(e.get("text") for e in entries):
         extra["text"] = f"{element}.text"
-    if any(e.get("components") and e.get("coding") is None for e in entries):
-        extra["components"] = "component.value.ofType(CodeableConcept).coding.code.join(' ')"
+    # answers coded only by components (uc7's subtypes: ER, PR, HER2, Ki-67 status): one column per component code
+    for (system, code), suffix in component_columns(src).items():
+        comp = f"component.where(code.coding.exists({coding_test({'system': system, 'code': code})}))"
+        extra[suffix] = f"{comp}.value.ofType(CodeableConcept).coding.first().code"
     return extra
+
+
+def component_columns(src: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(system, code) of each component code -> its column suffix (``component<i>``), as :func:`_coded_extra`."""
+    codes: dict[tuple[str, str], str] = {}
+    for e in (e for e in src["map"].values() if isinstance(e, dict)):
+        if e.get("components") and e.get("coding") is None:
+            for comp in e["components"]:
+                key = (comp["code"]["system"], comp["code"]["code"])
+                codes.setdefault(key, f"component{len(codes) + 1}")
+    return codes
 
 
 def _source_bindings(res: dict[str, Any]) -> list[Binding]:

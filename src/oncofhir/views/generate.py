@@ -8,7 +8,7 @@ selector from oncofhir.views.bindings), so a missing resource gives NULLs, never
 kind                columns
 ==================  =====================================================================================
 coded               ``<var>`` (code), ``<var>_system``, ``<var>_display``, ``<var>_absent`` (+ ``_text``,
-                    ``_components`` when answers share a code or are coded by components only)
+                    ``_component<i>`` when answers share a code or are coded by components only)
 quantity            ``<var>`` (number, in the dictionary's unit), ``<var>_unit`` (UCUM code), ``<var>_absent``
 unit (coded unit)   ``<var>`` (UCUM code), ``<var>_display``
 period              ``<var>`` (end date of the anonymised period from 1970-01-01), ``<var>_absent``
@@ -37,8 +37,12 @@ BUNDLE_KEY = "getResourceKey()"
 KEY_COLUMNS = ("patient_id", "bundle_id")
 
 
-def _col(name: str, path: str, ctype: str, description: str | None = None) -> dict[str, Any]:
-    col: dict[str, Any] = {"name": name, "path": path, "type": ctype}
+def _col(name: str, path: str, ctype: str | None, description: str | None = None) -> dict[str, Any]:
+    """A column; ``ctype`` None leaves the type to the engine (the HL7 validator's runner 6.5.18 rejects a
+    Period.end declared ``dateTime``: it files it as an integer column)."""
+    col: dict[str, Any] = {"name": name, "path": path}
+    if ctype is not None:
+        col["type"] = ctype
     if description:
         col["description"] = description
     return col
@@ -53,14 +57,16 @@ def binding_columns(b: Binding, label: str) -> list[dict[str, Any]]:
             _col(f"{v}_system", f"{e}.coding.first().system", "uri"),
             _col(f"{v}_display", f"{e}.coding.first().display", "string"),
         ]
-        cols += [_col(f"{v}_{suffix}", path, "string") for suffix, path in b.extra.items()]
+        cols += [
+            _col(f"{v}_{suffix}", path, "string" if suffix == "text" else "code") for suffix, path in b.extra.items()
+        ]
     elif b.kind == "quantity":
         unit = f" ({b.unit['code']})" if b.unit else ""
         cols = [_col(v, f"{e}.value", "decimal", label + unit), _col(f"{v}_unit", f"{e}.code", "code")]
     elif b.kind == "unit":
         return [_col(v, f"{e}.code", "code", label), _col(f"{v}_display", f"{e}.unit", "string")]
     elif b.kind == "period":
-        cols = [_col(v, f"{e}.end", "date", f"{label} (end of the anonymised period from 1970-01-01)")]
+        cols = [_col(v, f"{e}.end", None, f"{label} (end of the anonymised period from 1970-01-01)")]
     else:  # status
         return [_col(v, e, "boolean" if e.startswith("deceased") else "code", label)]
     if b.absent:
@@ -80,7 +86,7 @@ def wide_view(dd: CompiledDictionary) -> dict[str, Any]:
         {
             "column": [
                 _col("patient_id", PATIENT_KEY, "string", "patient pseudonym (Patient.identifier)"),
-                _col("bundle_id", "getResourceKey()", "id"),
+                _col("bundle_id", BUNDLE_KEY, "string"),
             ]
         }
     ]
@@ -119,21 +125,21 @@ LONG_VIEWS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "Observation": (
         "observations",
         [
-            _col("resource_id", "getResourceKey()", "id"),
+            _col("resource_id", "getResourceKey()", "string"),
             *_cc("code", "code"),
             *_cc("method", "method"),
             *_cc("body_site", "bodySite"),
             *_cc("value", "value.ofType(CodeableConcept)"),
             _col("value_quantity", "value.ofType(Quantity).value", "decimal"),
             _col("value_unit", "value.ofType(Quantity).code", "code"),
-            _col("effective_end", "effective.ofType(Period).end", "date"),
+            _col("effective_end", "effective.ofType(Period).end", None),
             _col("absent", "dataAbsentReason.coding.first().code", "code"),
         ],
     ),
     "Condition": (
         "conditions",
         [
-            _col("resource_id", "getResourceKey()", "id"),
+            _col("resource_id", "getResourceKey()", "string"),
             *_cc("code", "code"),
             *_cc("body_site", "bodySite.first()"),
             _col("clinical_status", "clinicalStatus.coding.first().code", "code"),
@@ -146,21 +152,21 @@ LONG_VIEWS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "Procedure": (
         "procedures",
         [
-            _col("resource_id", "getResourceKey()", "id"),
+            _col("resource_id", "getResourceKey()", "string"),
             _col("status", "status", "code"),
             *_cc("code", "code"),
             *_cc("body_site", "bodySite.first()"),
-            _col("performed_end", "performed.ofType(Period).end", "date"),
+            _col("performed_end", "performed.ofType(Period).end", None),
         ],
     ),
     "MedicationAdministration": (
         "medications",
         [
-            _col("resource_id", "getResourceKey()", "id"),
+            _col("resource_id", "getResourceKey()", "string"),
             _col("status", "status", "code"),
             *_cc("medication", "medication.ofType(CodeableConcept)"),
             _col("medication_text", "medication.ofType(CodeableConcept).text", "string"),
-            _col("effective_end", "effective.ofType(Period).end", "date"),
+            _col("effective_end", "effective.ofType(Period).end", None),
             _col("dose", "dosage.dose.value", "decimal"),
             _col("dose_unit", "dosage.dose.code", "code"),
             _col("rate_numerator", "dosage.rate.ofType(Ratio).numerator.value", "decimal"),
@@ -190,7 +196,7 @@ def long_views(dd: CompiledDictionary) -> list[dict[str, Any]]:
                     {
                         "column": [
                             _col("patient_id", PATIENT_KEY, "string"),
-                            _col("bundle_id", "getResourceKey()", "id"),
+                            _col("bundle_id", BUNDLE_KEY, "string"),
                         ]
                     },
                     {"forEach": f"entry.resource.ofType({rtype})", "column": columns},

@@ -40,7 +40,7 @@ from ..dictionary.compiled import CompiledDictionary
 from ..fhir.values import BadValue, epoch_period, parse_number
 from ..ingest import Records
 from ..logic import parse
-from .bindings import Binding, wide_bindings
+from .bindings import Binding, component_columns, wide_bindings
 
 CATEGORIES = ("values_in", "recovered", "lost", "changed", "hidden", "invalid", "unit_without_value", "spurious")
 _NO_REASON = {"clinicalStatus", "verificationStatus"}  # the builder drops these when absent (required binding)
@@ -184,9 +184,11 @@ class _Checker:
             if entry.get("text"):
                 same = same and row.get(f"{v}_text") == entry["text"]
             return "recovered" if same else "changed"
-        wanted = " ".join(c["value"]["code"] for c in entry["components"])
-        got = row.get(f"{v}_components")
-        if not got:
+        wanted = {name: None for name in component_columns(b.source).values()}
+        for comp in entry["components"]:
+            wanted[component_columns(b.source)[(comp["code"]["system"], comp["code"]["code"])]] = comp["value"]["code"]
+        got = {name: row.get(f"{v}_{name}") for name in wanted}
+        if all(value is None for value in got.values()):
             return "lost"
         return "recovered" if got == wanted else "changed"
 
