@@ -14,7 +14,7 @@ A compiled path maps a collection (a list of JSON values) to a collection; ``Pat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -213,7 +213,7 @@ _registry["join"] = {"fn": _join, "arity": {0: [], 1: ["String"]}}
 class Path:
     """One FHIRPath expression, compiled once; evaluated on a focus item with an :class:`Env`."""
 
-    __slots__ = ("_slow", "expression", "fast")
+    __slots__ = ("_slow", "expression", "fast", "steps")
 
     def __init__(self, expression: str, constants: Mapping[str, Any] | None = None) -> None:
         if not isinstance(expression, str) or not expression.strip():
@@ -229,6 +229,15 @@ class Path:
             self.fast: Fn | None = _compile(tree["children"][0], set(constants or ()))
         except _Unsupported:
             self.fast = None
+        #: the steps when the whole expression is a plain chain (columns sharing a prefix evaluate it once)
+        self.steps: tuple[tuple[str, ...], ...] | None = None
+        if self.fast is not None:
+            try:
+                chain = _chain(tree["children"][0])
+            except _Unsupported:
+                chain = None
+            if chain is not None and len(chain) > 1:
+                self.steps = tuple(chain)
         self._slow: Callable[..., Any] | None = None  # fhirpathpy's compiled form, made when first needed
 
     def evaluate(self, focus: Any, env: Env) -> list[Any]:
@@ -598,6 +607,10 @@ def _function(node: dict[str, Any], base: Fn | None, constants: set[str]) -> Fn:
             return [] if value is None else [not value]
 
         return negation
+    if name == "exists" and len(params) == 1:
+        pairs = [_member_literal(c) for c in _conjuncts(params[0])]
+        if pairs and all(p is not None and isinstance(p[1], str) for p in pairs):
+            return _exists_equal(src, tuple(pairs))  # type: ignore[arg-type]
     if name in {"where", "exists"} and len(params) == 1:
         crit = _compile(params[0], constants)
 
@@ -843,3 +856,36 @@ def _fused(steps: list[tuple[str, ...]]) -> Fn:
         return items
 
     return run
+
+
+def chain_fn(steps: Sequence[tuple[str, ...]]) -> Fn:
+    """The compiled form of a chain's steps (for a prefix shared by several columns)."""
+    return _fused(list(steps))
+
+
+def member_fn(name: str) -> Fn:
+    """The compiled form of one member step."""
+    return _member_get(name)
+
+
+def _exists_equal(src: Fn, pairs: tuple[tuple[str, str], ...]) -> Fn:
+    """``P.exists(a = 'x' and b = 'y')``: whether some item of P has exactly those string members (how views pick
+    a coding); any other shape of item (a primitive with an extension, a repeating member) goes to fhirpathpy."""
+
+    def exists(items: list[Any], env: Env) -> list[Any]:
+        for item in src(items, env):
+            if type(item) is not dict:
+                raise Fallback
+            for member, wanted in pairs:
+                value = item.get(member)
+                if type(value) is not str or "_" + member in item:
+                    if value is None and "_" + member not in item:
+                        break  # absent: this item does not match
+                    raise Fallback
+                if value != wanted:
+                    break
+            else:
+                return [True]
+        return [False]
+
+    return exists

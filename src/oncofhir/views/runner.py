@@ -24,7 +24,7 @@ from typing import Any
 
 from fhirpathpy.engine.nodes import ResourceNode
 
-from .fhirpath import Env, Fallback, Path, PathError, plain
+from .fhirpath import Env, Fallback, Path, PathError, chain_fn, member_fn, plain
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll"}
@@ -52,6 +52,8 @@ class _Select:
     or_null: bool = False
     repeat: list[Path] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # every column of this subtree, in output order
+    #: (prefix fn or None, [(position, column, path, member fn or None)]): columns whose paths share a prefix
+    groups: list[tuple[Any, list[tuple[int, Column, Path, Any]]]] = field(default_factory=list)
 
 
 def _constant_value(spec: Mapping[str, Any], where: str) -> tuple[str, Any]:
@@ -163,6 +165,7 @@ class CompiledView:
                         "(every branch must give the same columns in the same order)"
                     )
         out.names = [c.name for c in self._collect_columns(out)]
+        out.groups = _group_columns(out.columns)
         return out
 
     def _collect_columns(self, sel: _Select) -> list[Column]:
@@ -201,9 +204,7 @@ class CompiledView:
             if not foci:
                 if not sel.or_null:
                     return []
-                return self._focus(sel, None, Env({**env.variables, "rowIndex": 0}, env.resource, env.memo)) or [
-                    (None,) * len(sel.names)
-                ]
+                return self._focus(sel, None, _at(env, 0)) or [(None,) * len(sel.names)]
         elif sel.repeat:
             foci = list(self._repeat(sel.repeat, node, env))
             if not foci:
@@ -211,9 +212,8 @@ class CompiledView:
         else:
             return self._focus(sel, node, env)
         out: list[tuple[Any, ...]] = []
-        base = env.variables
         for index, focus in enumerate(foci):
-            out.extend(self._focus(sel, focus, Env({**base, "rowIndex": index}, env.resource, env.memo)))
+            out.extend(self._focus(sel, focus, _at(env, index)))
         return out
 
     def _repeat(self, paths: list[Path], node: Any, env: Env) -> Iterator[Any]:
@@ -223,22 +223,30 @@ class CompiledView:
                 yield from self._repeat(paths, child, env)
 
     def _focus(self, sel: _Select, focus: Any, env: Env) -> list[tuple[Any, ...]]:
-        own: list[Any] = []
+        own: list[Any] = [None] * len(sel.columns)
         items = [] if focus is None else [focus.data if isinstance(focus, ResourceNode) else focus]
-        for column, path in sel.columns:
-            fast = path.fast
-            result = None
-            if fast is not None:
+        for prefix, members in sel.groups:
+            shared = None
+            if prefix is not None:
                 try:
-                    result = fast(items, env)
+                    shared = prefix(items, env)
+                except Fallback:
+                    shared = None
+            for position, column, path, member in members:
+                result = None
+                try:
+                    if shared is not None:
+                        result = member(shared, env) if shared else shared
+                    elif path.fast is not None:
+                        result = path.fast(items, env)
                 except Fallback:
                     result = None
-            if result is None:
-                result = path.slow(focus, env)
-            if len(result) == 1 and type(result[0]) in _SCALARS and not column.collection:
-                own.append(result[0])  # the common case: a JSON string, integer or boolean as it is
-            else:
-                own.append(_value(column, path, result))
+                if result is None:
+                    result = path.slow(focus, env)
+                if len(result) == 1 and type(result[0]) in _SCALARS and not column.collection:
+                    own[position] = result[0]  # the common case: a JSON string, integer or boolean as it is
+                else:
+                    own[position] = _value(column, path, result)
         parts: list[list[tuple[Any, ...]]] = [[tuple(own)]]
         for sub in sel.selects:
             rows = self._select(sub, focus, env)
@@ -256,6 +264,39 @@ class CompiledView:
 
 
 _SCALARS = (str, int, bool)
+
+
+def _at(env: Env, index: int) -> Env:
+    """The environment with %rowIndex = ``index`` (the same object when it already is)."""
+    if env.variables.get("rowIndex") == index:
+        return env
+    return Env({**env.variables, "rowIndex": index}, env.resource, env.memo)
+
+
+def _group_columns(columns: list[tuple[Column, Path]]) -> list[tuple[Any, list[tuple[int, Column, Path, Any]]]]:
+    """Group columns whose chains differ only in their last member (``coding.first().code`` / ``.display``), so
+    the shared prefix is evaluated once per focus; every other column is a group of its own."""
+    groups: dict[Any, list[tuple[int, Column, Path, Any]]] = {}
+    order: list[Any] = []
+    for position, (column, path) in enumerate(columns):
+        steps = path.steps
+        if steps is not None and len(steps) > 1 and steps[-1][0] == "m":
+            key: Any = steps[:-1]
+            member = member_fn(steps[-1][1])
+        else:
+            key, member = ("single", position), None
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((position, column, path, member))
+    out = []
+    for key in order:
+        members = groups[key]
+        if key[0] == "single" or len(members) == 1:
+            out.append((None, [(p, c, pa, None) for p, c, pa, _ in members]))
+        else:
+            out.append((chain_fn(key), members))
+    return out
 
 
 def _value(column: Column, path: Path, result: list[Any]) -> Any:
