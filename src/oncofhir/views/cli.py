@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.abc
 import json
 import sys
 from typing import Any
@@ -20,7 +21,19 @@ def _cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail in this process: pyarrow imports pandas (0.3-0.5 s) only to ask whether a list
+    is a DataFrame, and each of a consortium's table jobs would pay that. pyarrow then records "no pandas"."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not used by oncofhir tables")
+        return None
+
+
 def _cmd_tables(args: argparse.Namespace) -> int:
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
     from .stage import stage_tables
 
     if args.decrypt:

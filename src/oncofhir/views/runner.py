@@ -54,6 +54,9 @@ class _Select:
     names: list[str] = field(default_factory=list)  # every column of this subtree, in output order
     #: (prefix fn or None, [(position, column, path, member fn or None)]): columns whose paths share a prefix
     groups: list[tuple[Any, list[tuple[int, Column, Path, Any]]]] = field(default_factory=list)
+    #: every column yields nothing on an empty focus (no constant, %rowIndex, literal): an empty forEachOrNull
+    #: then gives the row of NULLs without evaluating them (a wide view has many absent resources per patient)
+    null_when_empty: bool = False
 
 
 def _constant_value(spec: Mapping[str, Any], where: str) -> tuple[str, Any]:
@@ -166,6 +169,9 @@ class CompiledView:
                     )
         out.names = [c.name for c in self._collect_columns(out)]
         out.groups = _group_columns(out.columns)
+        out.null_when_empty = (
+            not out.selects and not out.union and all(_empty_on_empty(path, self.constants) for _, path in out.columns)
+        )
         return out
 
     def _collect_columns(self, sel: _Select) -> list[Column]:
@@ -204,6 +210,8 @@ class CompiledView:
             if not foci:
                 if not sel.or_null:
                     return []
+                if sel.null_when_empty:
+                    return [(None,) * len(sel.names)]
                 return self._focus(sel, None, _at(env, 0)) or [(None,) * len(sel.names)]
         elif sel.repeat:
             foci = list(self._repeat(sel.repeat, node, env))
@@ -271,6 +279,20 @@ def _at(env: Env, index: int) -> Env:
     if env.variables.get("rowIndex") == index:
         return env
     return Env({**env.variables, "rowIndex": index}, env.resource, env.memo)
+
+
+def _empty_on_empty(path: Path, constants: Mapping[str, Any]) -> bool:
+    """Whether the compiled path yields nothing on an empty input whatever the resource (probed once)."""
+    if path.fast is None or "%resource" in path.expression or "%rootResource" in path.expression:
+        return False  # those read the resource, which the probe does not have
+    probe = Env({**constants, "rowIndex": 0}, _PROBE)
+    try:
+        return path.fast([], probe) == []
+    except Exception:  # a shape the probe cannot decide: evaluate it
+        return False
+
+
+_PROBE = {"resourceType": "_probe"}
 
 
 def _group_columns(columns: list[tuple[Column, Path]]) -> list[tuple[Any, list[tuple[int, Column, Path, Any]]]]:
