@@ -199,11 +199,14 @@ def get_roundtrips():
 
 
 def get_table_outputs():
-    """Views, cohort database, and the Parquet tables when plaintext is kept (docs/tables.md)."""
+    """The views, and when plaintext is kept the Parquet tables and the cohort database over them (docs/tables.md).
+
+    With deposit.temp_plaintext the tables are deleted once encrypted: a database of views over them would point
+    to nothing, and depending on them would rebuild every center's tables whenever one center changes."""
     out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
-    out.append(f"{RESULTS}/tables/cohort.duckdb")
     if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
         out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
+        out.append(f"{RESULTS}/tables/cohort.duckdb")
     return out
 
 
