@@ -202,7 +202,8 @@ def get_table_outputs():
     """The views, and when plaintext is kept the Parquet tables and the cohort database over them (docs/tables.md).
 
     With deposit.temp_plaintext the tables are deleted once encrypted: a database of views over them would point
-    to nothing, and depending on them would rebuild every center's tables whenever one center changes."""
+    to nothing, and depending on them would rebuild every center's tables whenever one center changes.
+    """
     out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
     if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
         out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
