@@ -171,13 +171,41 @@ def get_center_manifests():
 def get_table_inputs(wildcards):
     """What a center's table job reads: its bundles and records, the index, the dictionary and the views."""
     uc, center = wildcards.use_case, wildcards.center
-    return {
+    inputs = {
         "dictionary": f"{RESULTS}/dictionaries/{uc}.json",
         "views": f"{RESULTS}/views/{uc}",
         "ndjson": f"{RESULTS}/fhir/{uc}/{center}.ndjson",
         "index": f"{RESULTS}/fhir/{uc}/{center}.index.tsv",
         "records": f"{RESULTS}/ingest/{uc}/{center}/records.csv",
     }
+    if DEPOSIT["enabled"]:
+        inputs["recipients"] = get_recipient_keys(wildcards)
+        inputs["sender"] = get_sender_key(wildcards)
+    return inputs
+
+
+def table_deposit_outputs():
+    """The encrypted tables and their manifest, when the deposit is on (outputs of rule tables)."""
+    if not DEPOSIT["enabled"]:
+        return {}
+    return {
+        "encrypted": directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        "manifest": f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
+    }
+
+
+def get_table_deposit_args(wildcards, input, output):
+    """The tables command's deposit arguments (encrypt into the EGA package), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return ""
+    args = [
+        f"--encrypt-dir {shlex.quote(output.encrypted)}",
+        f"--manifest {shlex.quote(output.manifest)}",
+    ]
+    args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if input.sender:
+        args.append(f"--sender-key {shlex.quote(input.sender[0])}")
+    return " ".join(args)
 
 
 def get_table_manifests():

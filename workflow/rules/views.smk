@@ -21,10 +21,13 @@ rule views:
 
 
 rule tables:
-    """The views over one center's NDJSON into Parquet (plaintext, owner-only), and the round-trip proof."""
+    """The views over one center's NDJSON into Parquet (plaintext, owner-only), the round-trip proof, and with the
+    deposit on the Parquet files Crypt4GH-encrypted into the EGA package with their manifest (one job: a job per
+    step would cost more than the step at a center's scale)."""
     input:
         unpack(get_table_inputs),
     output:
+        **table_deposit_outputs(),
         tables=plaintext(directory(f"{RESULTS}/tables/{{use_case}}/{{center}}")),
         roundtrip=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json",
         roundtrip_tsv=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",
@@ -36,13 +39,14 @@ rule tables:
         ENV
     params:
         root=get_tables_root,
+        deposit=get_table_deposit_args,
     message:
-        "Running the views over {wildcards.use_case}/{wildcards.center} (Parquet, round trip)"
+        "Running the views over {wildcards.use_case}/{wildcards.center} (Parquet, round trip, deposit)"
     shell:
         "oncofhir --log {log:q} tables --dictionary {input.dictionary:q} --views-dir {input.views:q}"
         " --ndjson {input.ndjson:q} --out-dir {output.tables:q} --center {wildcards.center:q} --root {params.root:q}"
         " --records {input.records:q} --index {input.index:q}"
-        " --roundtrip-json {output.roundtrip:q} --roundtrip-tsv {output.roundtrip_tsv:q}"
+        " --roundtrip-json {output.roundtrip:q} --roundtrip-tsv {output.roundtrip_tsv:q} {params.deposit}"
 
 
 rule cohort_db:
@@ -63,33 +67,3 @@ rule cohort_db:
         "Writing the cohort database {output}"
     shell:
         "oncofhir --log {log:q} cohort --tables-dir {params.tables:q} --out {output:q}"
-
-
-rule encrypt_tables:
-    """A center's Parquet tables, Crypt4GH-encrypted into the EGA package with their manifest rows."""
-    input:
-        tables=f"{RESULTS}/tables/{{use_case}}/{{center}}",
-        recipients=get_recipient_keys,
-        sender=get_sender_key,
-    output:
-        encrypted=directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
-        manifest=f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
-    log:
-        f"{RESULTS}/logs/encrypt_tables/{{use_case}}/{{center}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/encrypt_tables/{{use_case}}/{{center}}.tsv"
-    conda:
-        ENV
-    params:
-        recipients=lambda wildcards, input: " ".join(
-            f"--recipient {shlex.quote(key)}" for key in input.recipients
-        ),
-        sender=lambda wildcards, input: (
-            f"--sender-key {shlex.quote(input.sender[0])}" if input.sender else ""
-        ),
-    message:
-        "Encrypting the tables of {wildcards.use_case}/{wildcards.center} for the EGA"
-    shell:
-        "oncofhir --log {log:q} encrypt-tables --tables-dir {input.tables:q} --out-dir {output.encrypted:q}"
-        " --manifest {output.manifest:q} --use-case {wildcards.use_case:q} --center {wildcards.center:q}"
-        " {params.recipients} {params.sender}"

@@ -59,6 +59,21 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         roundtrip_json=args.roundtrip_json,
         roundtrip_tsv=args.roundtrip_tsv,
     )
+    if args.encrypt_dir:
+        from .deposit import encrypt_tables
+
+        if not (args.manifest and args.recipient):
+            print("oncofhir tables: --encrypt-dir needs --manifest and --recipient", file=sys.stderr)
+            return 2
+        out["deposit"] = encrypt_tables(
+            args.out_dir,
+            args.encrypt_dir,
+            args.manifest,
+            use_case=out["use_case"],
+            center=args.center,
+            recipients=args.recipient,
+            sender_key=args.sender_key,
+        )
     print(json.dumps(out, sort_keys=True))
     rt = out.get("roundtrip")
     if rt and not rt["passed"]:
@@ -131,6 +146,10 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("--index", help="the FHIR stage's index TSV (record id -> pseudonym, for the round trip)")
     tb.add_argument("--roundtrip-json", help="write the round trip's per-center report here")
     tb.add_argument("--roundtrip-tsv", help="write the round trip's per-variable counts here")
+    tb.add_argument("--encrypt-dir", help="also encrypt the tables for the EGA into <EGA root>/tables/<uc>/<center>")
+    tb.add_argument("--manifest", help="with --encrypt-dir: the center's table manifest (TSV)")
+    tb.add_argument("--recipient", action="append", help="with --encrypt-dir: recipient public key (repeat)")
+    tb.add_argument("--sender-key", help="with --encrypt-dir: sender private key (ONCOFHIR_C4GH_PASSPHRASE)")
     tb.add_argument(
         "--decrypt",
         action="store_true",
