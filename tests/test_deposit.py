@@ -744,7 +744,13 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     rows = manifest.read_manifest(merged)
     summary = (results / "report" / "run_summary.tsv").read_text().splitlines()[1:]
     bundles = [int(line.split("\t")[5]) for line in summary]
-    assert bundles == [9, 9] and len(rows) == sum(bundles) + 2
+    tables = [r["file"] for r in rows if r["file"].startswith("tables/")]  # the centers' Parquet (docs/tables.md)
+    assert bundles == [9, 9] and len(rows) - len(tables) == sum(bundles) + 2
+    views = sorted(p.stem for p in (results / "views" / "uc1").glob("*.json"))
+    assert sorted(tables) == [
+        f"tables/uc1/{c}/uc1.{c}.{v}.parquet.c4gh" for c in ("hospital_a", "hospital_b") for v in views
+    ]
+    assert not (results / "tables").exists()  # plaintext tables are deleted once encrypted, like the NDJSON
     # plaintext intermediates are gone (deposit.temp_plaintext defaults to true); the local index remains
     assert sorted(p.name for p in (results / "fhir" / "uc1").iterdir()) == [
         f"{c}.{kind}" for c in ("hospital_a", "hospital_b") for kind in ("index.tsv", "summary.json")

@@ -190,3 +190,16 @@ def test_tables_are_deposited_verified_and_rebuilt(demo: Path, tmp_path: Path) -
     generate_keypair(tmp_path / "outsider.sec", tmp_path / "outsider.pub")
     with pytest.raises(InputDataError, match=r"uc1\.hospital_x\.uc1_conditions\.parquet\.c4gh: does not decrypt"):
         decrypt_tables([ega / "tables"], tmp_path / "outsider.sec", tmp_path / "other")
+
+
+def test_missing_bundles_is_one_line_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dd = compile_dictionary(DICTIONARIES / "uc1", ONTOLOGIES)
+    compiled = tmp_path / "uc1.json"
+    compiled.write_text(dd.to_json())
+    write_views(dd, tmp_path / "views")
+    missing = tmp_path / "none.ndjson"
+    args = ["tables", "--dictionary", str(compiled), "--views-dir", str(tmp_path / "views"), "--ndjson", str(missing)]
+    assert main([*args, "--out-dir", str(tmp_path / "t"), "--center", "a"]) == 4
+    assert (
+        capsys.readouterr().err == f"oncofhir: error: {missing}: cannot read the bundles: No such file or directory\n"
+    )

@@ -54,8 +54,13 @@ def stage_tables(
         cells = dict(zip(names, row, strict=True))
         duplicates += cells["patient_id"] in rows
         rows[cells["patient_id"]] = cells
-    recs = read_records(records)
-    idx = read_index(index)
+    try:
+        recs = read_records(records)
+        idx = read_index(index)
+    except OSError as exc:
+        raise InputDataError(f"cannot read: {exc.strerror}", path=exc.filename) from None
+    except (KeyError, ValueError, StopIteration) as exc:
+        raise InputDataError(f"not the FHIR stage's index or normalised records ({type(exc).__name__})") from None
     results = round_trip(dd, recs, idx, rows)
     report = summary(dd.use_case, center, results, bundles=len(rows), duplicate_rows=duplicates)
     if roundtrip_json:

@@ -58,7 +58,11 @@ def load_views(folder: str | Path) -> list[CompiledView]:
 
 def read_ndjson(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, resource) for each line of an NDJSON file; a bad line names the file and line."""
-    with open(path, "rb") as handle:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise InputDataError(f"cannot read the bundles: {exc.strerror}", path=str(path)) from None
+    with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
