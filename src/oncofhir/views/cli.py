@@ -93,22 +93,6 @@ def _decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_encrypt_tables(args: argparse.Namespace) -> int:
-    from .deposit import encrypt_tables
-
-    out = encrypt_tables(
-        args.tables_dir,
-        args.out_dir,
-        args.manifest,
-        use_case=args.use_case,
-        center=args.center,
-        recipients=args.recipient,
-        sender_key=args.sender_key,
-    )
-    print(json.dumps(out, sort_keys=True))
-    return 0
-
-
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .tables import table_files, write_database
 
@@ -160,18 +144,6 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("--passphrase-env", help="with --decrypt: environment variable holding the key's passphrase")
     tb.add_argument("paths", nargs="*", help="with --decrypt: encrypted table files or folders holding them")
     tb.set_defaults(func=_cmd_tables)
-
-    et = sub.add_parser(
-        "encrypt-tables", help="Crypt4GH-encrypt a center's Parquet tables for the EGA, with a manifest"
-    )
-    et.add_argument("--tables-dir", required=True, help="the center's table folder")
-    et.add_argument("--out-dir", required=True, help="<EGA root>/tables/<use case>/<center>")
-    et.add_argument("--manifest", required=True, help="the center's table manifest (TSV)")
-    et.add_argument("--use-case", required=True)
-    et.add_argument("--center", required=True)
-    et.add_argument("--recipient", action="append", required=True, help="recipient public key (repeat)")
-    et.add_argument("--sender-key", help="sender private key (passphrase from ONCOFHIR_C4GH_PASSPHRASE)")
-    et.set_defaults(func=_cmd_encrypt_tables)
 
     co = sub.add_parser("cohort", help="write the DuckDB database of views over every center's Parquet tables")
     co.add_argument("--tables-dir", required=True, help="folder holding <use case>/<center>/<view>.parquet")
