@@ -337,3 +337,16 @@ def test_the_cli_says_interrupted_in_one_line_with_exit_code_130(tmp_path: Path)
     os.close(writer)
     assert (process.returncode, err) == (130, "oncofhir: interrupted\n")
     assert (tmp_path / "ingest.log").read_text() == "oncofhir: interrupted\n"
+
+
+def test_a_script_rule_interrupted_says_so_in_one_line_with_exit_code_130(tmp_path: Path) -> None:
+    """The small rules' scripts run their stage through oncofhir.smk.run: SIGINT inside the stage ends the same way."""
+    code = (
+        "import os, signal, types\n"
+        "from oncofhir.smk import run\n"
+        f"sm = types.SimpleNamespace(log=[{str(tmp_path / 'stage.log')!r}])\n"
+        "run(sm, lambda: os.kill(os.getpid(), signal.SIGINT) or signal.pause())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (130, "oncofhir: interrupted\n")
+    assert (tmp_path / "stage.log").read_text() == "oncofhir: interrupted\n"
