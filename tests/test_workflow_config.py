@@ -203,6 +203,21 @@ def test_paths_resolve_relative_to_the_config_file_that_names_them(tmp_path: Pat
     )
 
 
+def test_a_missing_folder_names_the_config_file_and_its_base(tmp_path: Path) -> None:
+    write(tmp_path / "conf" / "hl7.yaml", "validation: {hl7_validator: {enabled: true, home: tools/hl7}}\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "conf/hl7.yaml")) == (
+        f"{tmp_path}/conf/hl7.yaml: config key 'validation.hl7_validator.home': folder 'tools/hl7' not found "
+        f"(looked for {tmp_path}/conf/tools/hl7; relative paths in a config file start at its folder {tmp_path}/conf)"
+    )
+    result = snakemake(
+        tmp_path, "-n", "--config", "dictionaries=dicts", secret="oncofhir-demo-secret-NOT-for-real-data"
+    )
+    assert error_line(result) == (
+        "--config on the command line: config key 'dictionaries': folder 'dicts' not found (looked for "
+        f"{tmp_path}/dicts; relative paths on the command line start at the working directory {tmp_path})"
+    )
+
+
 def test_snakefile_from_a_data_folder_loads_the_workflow_defaults(tmp_path: Path) -> None:
     """`snakemake -s /path/to/Snakefile` without a config file still finds config/config.yaml beside the Snakefile
     (the demo), with results in the working directory."""

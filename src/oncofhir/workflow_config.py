@@ -153,6 +153,7 @@ _MUST_EXIST: dict[str, tuple[bool, tuple[str, ...] | None]] = {
     "ontologies": (True, None),
     "deposit.recipients": (False, ("deposit", "enabled")),
     "deposit.sender_key": (False, ("deposit", "enabled")),
+    "validation.hl7_validator.home": (True, ("validation", "hl7_validator", "enabled")),
 }
 
 
