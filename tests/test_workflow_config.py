@@ -365,3 +365,33 @@ def test_a_script_rule_interrupted_says_so_in_one_line_with_exit_code_130(tmp_pa
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (130, "oncofhir: interrupted\n")
     assert (tmp_path / "stage.log").read_text() == "oncofhir: interrupted\n"
+
+
+# ---- the module's rules, without Snakemake ------------------------------------------------------------------------
+
+
+def test_resolved_paths_are_relative_below_the_working_directory_and_absolute_elsewhere(tmp_path: Path) -> None:
+    from oncofhir.workflow_config import resolve_path
+
+    run = tmp_path / "run"
+    assert resolve_path("centers.tsv", run / "config", run) == "config/centers.tsv"
+    assert resolve_path("../demo", run / "config", run) == "demo"
+    assert resolve_path("../../exports/a.csv", run / "config", run) == f"{tmp_path}/exports/a.csv"
+    assert resolve_path("/data/a.csv", run / "config", run) == "/data/a.csv"
+    assert resolve_path("~/keys/ega.pub", run, run) == f"{Path.home()}/keys/ega.pub"
+
+
+def test_an_unknown_check_type_in_qc_weights_names_the_nearest_one(tmp_path: Path) -> None:
+    import yaml
+
+    from oncofhir.errors import ConfigError
+    from oncofhir.workflow_config import check_config, config_sources
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = write(tmp_path / "my.yaml", "qc: {weights: {minimal: 10}}\n")
+    sources = config_sources(REPO / "config" / "config.yaml", [config], {}, tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        check_config({}, schema, sources)
+    assert str(raised.value) == (
+        f"{config}: unknown config key 'qc.weights.minimal' (did you mean 'qc.weights.minimal_req'?; config/README.md)"
+    )
