@@ -7,15 +7,14 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
 import pandas as pd
+import yaml
 from snakemake.utils import min_version, validate
 
+from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import load_secret
 from oncofhir.errors import ConfigError
-from oncofhir import workflow_config as wfconfig
 
 min_version("9.0")
 
