@@ -1,6 +1,7 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
-Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data.
+Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data, 130 interrupted
+(Ctrl-C).
 User errors print one readable message (file, row, column, value), never a traceback.
 """
 
@@ -311,16 +312,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit code of a run interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if not args.log:
-        try:
-            return args.func(args)
-        except OncofhirError as exc:
-            print(f"oncofhir: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-    return _run_logged(args)
+    """Entry point; returns the exit code. Ctrl-C (Snakemake sends SIGINT to every job when interrupted) ends with
+    one line and code 130, never a traceback; cleanup (``finally`` blocks, temp files) still runs."""
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.log:
+            try:
+                return args.func(args)
+            except OncofhirError as exc:
+                print(f"oncofhir: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+        return _run_logged(args)
+    except KeyboardInterrupt:
+        sys.__stderr__.write("oncofhir: interrupted\n")
+        return EXIT_INTERRUPTED
 
 
 def _run_logged(args: argparse.Namespace) -> int:
@@ -336,6 +346,9 @@ def _run_logged(args: argparse.Namespace) -> int:
             print(f"oncofhir: error: {exc}", file=log)
             terminal.write(f"oncofhir: error: {exc}\n(log: {args.log})\n")
             return exc.exit_code
+        except KeyboardInterrupt:
+            print("oncofhir: interrupted", file=log)
+            raise
         except Exception:
             traceback.print_exc(file=log)
             terminal.write(f"oncofhir: internal error, see {args.log}\n")

@@ -25,6 +25,10 @@ def run(snakemake: Any, stage: Callable[[], Any]) -> None:
             print(f"oncofhir: error: {exc}", file=log)
             sys.__stderr__.write(f"oncofhir: error: {exc}\n(log: {log_path})\n")
             sys.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: Snakemake's process group gets SIGINT; one line, as the CLI (cli.main)
+            print("oncofhir: interrupted", file=log)
+            sys.__stderr__.write("oncofhir: interrupted\n")
+            sys.exit(130)
         except Exception:
             traceback.print_exc(file=log)
             sys.__stderr__.write(f"oncofhir: internal error, see {log_path}\n")
