@@ -7,7 +7,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DICTIONARIES = REPO / "resources" / "dictionaries"
 ONTOLOGIES = REPO / "resources" / "ontologies"
-USE_CASES = ["uc1", "uc3", "uc45", "uc68", "uc7"]
+#: Every use case is a folder of resources/dictionaries holding a mapping.yaml: a sixth one is files only.
+USE_CASES = sorted(p.name for p in DICTIONARIES.iterdir() if (p / "mapping.yaml").is_file())
 
 
 def _shared_reference() -> Path | None:

@@ -130,3 +130,55 @@ def test_cli_lint_reports_and_exits_3(tst: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "resource 'sex' (Observation), code: code '76689-8' is not in resources/ontologies/ln.tsv" in err
     assert "Traceback" not in err
+
+
+# -- one meaning, one code across use cases (issue 12) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def dictionaries(tmp_path: Path) -> Path:
+    """A writable copy of every project use case."""
+    target = tmp_path / "dictionaries"
+    shutil.copytree(DICTIONARIES, target)
+    return target
+
+
+def test_shared_variables_have_the_same_codes_in_every_use_case(compiled) -> None:
+    from oncofhir.dictionary.consistency import answer_meanings, inconsistent_codings
+
+    dds = [compiled[uc] for uc in USE_CASES]
+    assert inconsistent_codings(dds) == []
+    shared = {name for dd in dds for name in answer_meanings(dd)}
+    assert {"sex", "menop", "lactation", "hormtherapy", "hcontrac", "tnm_ypm"} <= shared  # the check has material
+
+
+def test_lint_finds_an_answer_recoded_in_one_use_case(dictionaries: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folders = [str(p) for p in sorted(dictionaries.iterdir())]
+    lint = ["dictionary", "lint", *folders, "--ontologies", str(ONTOLOGIES)]
+    assert main(lint) == 0
+    assert capsys.readouterr().out.endswith(
+        f"ok   shared variables of {', '.join(USE_CASES)}: the same answers have the same codes\n"
+    )
+    edit(dictionaries / "uc68", "mapping.yaml", '"1": sct:76498008}', '"1": sct:22636003}')
+    assert main(lint) == 3
+    assert capsys.readouterr().err == (
+        f"FAIL shared variables of {', '.join(USE_CASES)}:\n"
+        "  - variable 'menop', answer 1 'postmenopause' is coded differently across use cases "
+        "(uc68: sct:22636003; uc7: sct:76498008): code it the same, or declare the exception in the differing use "
+        "case's mapping.yaml as variables: {menop: {own_coding: <reason>}}\n"
+    )
+    # a declared, documented exception is accepted
+    edit(
+        dictionaries / "uc68",
+        "mapping.yaml",
+        "  menop: {mandatory: true}",
+        '  menop: {mandatory: true, own_coding: "a test of the declared exception"}',
+    )
+    assert main(lint) == 0
+
+
+def test_own_coding_needs_a_reason(dictionaries: Path) -> None:
+    edit(dictionaries / "uc68", "mapping.yaml", "  menop: {mandatory: true}", '  menop: {own_coding: ""}')
+    with pytest.raises(DictionaryError) as err:
+        compile_dictionary(dictionaries / "uc68", ONTOLOGIES)
+    assert err.value.details == ["variables/menop/own_coding: '' is too short"]

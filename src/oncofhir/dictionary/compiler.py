@@ -390,6 +390,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             mandatory=levels.get(f.name, {}).get("mandatory", False),
             max_length=levels.get(f.name, {}).get("max_length") or f.max_length,
             default=f.default,
+            own_coding=levels.get(f.name, {}).get("own_coding"),
         )
         for f in fields_list
     }
