@@ -59,8 +59,8 @@ def test_default_dry_run_schedules_every_center(tmp_path: Path) -> None:
         ("centers: @/centers.tsv\n", "use_case\tcenter\texport\nuc1\tsite a\tx.csv\n", "site a"),
         (
             "centers: @/centers.tsv\n",
-            "use_case\tcenter\texport\nuc9\ta\tx.csv\n",
-            "line 2: use case 'uc9' has no dictionary",
+            "use_case\tcenter\texport\nno_such_use_case\ta\tx.csv\n",
+            "line 2: use case 'no_such_use_case' has no dictionary",
         ),
         (
             "centers: @/centers.tsv\n",
