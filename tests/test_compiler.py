@@ -114,7 +114,71 @@ def test_schema_errors_name_the_resource(tst: Path) -> None:
     with pytest.raises(DictionaryError) as err:
         compile_dictionary(tst, ONTOLOGIES)
     assert str(err.value).startswith(f"{tst / 'mapping.yaml'}: mapping does not follow docs/dictionary-format.md")
-    assert err.value.details[0].startswith("resources/4 (resource 'ki67'): ")
+    assert err.value.details == [
+        "resources/4/colour (resource 'ki67', Observation): unknown key 'colour'; allowed keys: id, type, when, "
+        "if_blank, primary, note, description, code, value, category, method, bodySite, interpretation, effective, "
+        "components"
+    ]
+
+
+CONDITION_KEYS = (
+    "id, type, when, if_blank, primary, note, description, code, bodySite, onsetAge, clinicalStatus, "
+    "verificationStatus, category, evidence"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (  # issue 12.5: was "does not match any allowed form: 'Patient' was expected"
+            "    bodySite: sct:10200004",
+            "    bodysite: sct:10200004",
+            "resources/2/bodysite (resource 'condition', Condition): unknown key 'bodysite' (did you mean "
+            f"'bodySite'?); allowed keys: {CONDITION_KEYS}",
+        ),
+        (
+            "effective: {variable: flag_dur, period: mo}",
+            "effective: {variable: flag_dur, period: weeks}",
+            "resources/3/effective/period (resource 'lactation', Observation): 'weeks' is not one of d, wk, mo, a "
+            "(did you mean 'wk'?)",
+        ),
+        (
+            "value: {variable: ki67, unit: ucum:%}",
+            "value: {variable: ki67, units: ucum:%}",
+            "resources/4/value (resource 'ki67', Observation): unknown key 'units' (did you mean 'unit'?); "
+            "allowed keys: variable, unit",
+        ),
+        (
+            "dose: {variable: dose, unit: {variable: unit, map:",
+            "dose: {variable: dose, unit: {variable: unit, mapp:",
+            "resources/7/dosage/dose/unit (resource 'med1', MedicationAdministration): unknown key 'mapp' (did you "
+            "mean 'map'?); allowed keys: variable, map",
+        ),
+        (
+            "deceased: {variable: dead,",
+            "deceasd: {variable: dead,",
+            "resources/0/deceasd (resource 'patient', Patient): unknown key 'deceasd' (did you mean 'deceased'?); "
+            "allowed keys: id, type, when, if_blank, primary, note, description, gender, deceased",
+        ),
+        (
+            "  - id: sex\n    type: Observation",
+            "  - id: sex\n    type: Observatio",
+            "resources/1/type (resource 'sex', Observatio): 'Observatio' is not one of Patient, Observation, "
+            "Condition, Procedure, MedicationAdministration, DiagnosticReport (did you mean 'Observation'?)",
+        ),
+        (
+            "code: ln:76689-9",
+            "code: 12",
+            "resources/1/code (resource 'sex', Observation): 12 has none of the allowed forms (object or string)",
+        ),
+    ],
+    ids=["key", "period-enum", "quantity-key", "nested-unit-key", "patient-key", "type", "form"],
+)
+def test_schema_errors_follow_the_slot_type(tst: Path, old: str, new: str, message: str) -> None:
+    edit(tst, "mapping.yaml", old, new)
+    with pytest.raises(DictionaryError) as err:
+        compile_dictionary(tst, ONTOLOGIES)
+    assert err.value.details == [message]
 
 
 def test_use_case_must_match_folder(tst: Path) -> None:

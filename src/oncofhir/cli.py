@@ -19,7 +19,6 @@ DEFAULT_ONTOLOGIES = "resources/ontologies"
 
 def _cmd_lint(args: argparse.Namespace) -> int:
     from .dictionary import compile_dictionary
-
     from .dictionary.consistency import inconsistent_codings
 
     status = 0
