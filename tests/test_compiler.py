@@ -101,6 +101,24 @@ def test_unused_variable_duplicate_slot_and_unknown_variable(tst: Path) -> None:
     ]
 
 
+def test_a_variable_used_only_in_when_feeds_its_slot(tst: Path) -> None:
+    """Issue 12.6: a variable that only gates a slot (``when:``) is used; one only in a requirement condition is not."""
+    with (tst / "redcap_dictionary.csv").open("a", encoding="utf-8") as fh:
+        fh.write('adt,tst,,radio,ADT given,"0, no | 1, yes",,,,,,,,,,,,\n')
+    assert problems(tst) == ["variable 'adt' feeds no resource: its data would be lost"]
+    edit(
+        tst,
+        "mapping.yaml",
+        "  - id: palb2\n    type: Observation\n",
+        "  - id: palb2\n    type: Observation\n    when: \"[adt] = '1'\"\n",
+    )
+    dd = compile_dictionary(tst, ONTOLOGIES)
+    assert next(r for r in dd.resources if r["id"] == "palb2")["when"] == ["[adt] = '1'"]
+    edit(tst, "mapping.yaml", "    when: \"[adt] = '1'\"\n", "")
+    edit(tst, "mapping.yaml", "variables:\n", "variables:\n  gene: {minimal: \"[adt] = '1'\"}\n")
+    assert problems(tst) == ["variable 'adt' feeds no resource: its data would be lost"]
+
+
 def test_numeric_source_on_a_coded_variable(tst: Path) -> None:
     edit(tst, "mapping.yaml", "onsetAge: {variable: age, unit: ucum:a}", "onsetAge: {variable: grade, unit: ucum:a}")
     assert problems(tst)[0] == (

@@ -102,7 +102,10 @@ class _Compiler:
             self.problems.append(f"{where}: '{ref}' is not an ICD-O-3 morphology code (MMMM/B)")
         return concept.coding()
 
-    def logic(self, text: str, where: str) -> str | None:
+    def logic(self, text: str, where: str, *, uses: bool = False) -> str | None:
+        """Check a REDCap-logic expression. ``uses``: its variables count as used (a slot's ``when``: a variable
+        that decides whether a resource exists is represented by that resource's presence, so its data is not lost).
+        """
         try:
             expr = parse(text)
         except LogicSyntaxError as exc:
@@ -112,6 +115,8 @@ class _Compiler:
             base = var.split("___", 1)[0]
             if base not in self.fields:
                 self.problems.append(f'{where}: logic refers to unknown variable [{var}] in "{text}"')
+            elif uses:
+                self.used.add(base)
         return text
 
     def variable(self, name: Any, where: str, *, numeric: bool = False, coded: bool = False) -> RedcapField | None:
@@ -284,7 +289,7 @@ class _Compiler:
                     primary = src["variable"]
                     break
         when: list[str] = []
-        if spec.get("when") and self.logic(spec["when"], f"{where}, when"):
+        if spec.get("when") and self.logic(spec["when"], f"{where}, when", uses=True):
             when.append(spec["when"])
         if primary and primary in self.fields and self.fields[primary].branching:
             when.append(self.fields[primary].branching)
