@@ -2,18 +2,22 @@
 
 Every ``Reference.reference`` must resolve to an entry of the same bundle (by fullUrl, or ``Type/id`` for a
 relative reference), to a resource of a type the element allows; fullUrls must be unique (core invariant bdl-7,
-checked here rather than in FHIRPath because it compares entries with each other and names both of them).
+checked here rather than in FHIRPath because it compares entries with each other and names both of them), and a
+``urn:uuid:`` fullUrl must be a lower-case UUID (FHIR's ``uuid`` type; an upper-case one is a different URI).
 Local references (``#id``) are contained resources: invariant ref-1 covers them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from .issues import Issue
 
 LAYER = "references"
+#: FHIR's ``uuid`` type: ``urn:uuid:`` and a UUID in lower-case hex (RFC 4122 output form).
+URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: (entry index, location in its resource, reference, allowed target types)
 Found = tuple[int, str, str, tuple[str, ...]]
 
@@ -30,6 +34,18 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         types.append(rtype)
         url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(url, str) and url[:9].lower() == "urn:uuid:" and not URN_UUID.fullmatch(url):
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"Bundle.entry[{i}].fullUrl",
+                    f"'{url}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex "
+                    "(8-4-4-4-12)",
+                    "uuid-format",
+                    LAYER,
+                )
+            )
         if isinstance(url, str):
             meta = resource.get("meta")
             version = meta.get("versionId") if isinstance(meta, dict) else None
@@ -51,6 +67,7 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
                 by_url.setdefault(url, i)
         if isinstance(rtype, str) and isinstance(rid, str):
             by_local.setdefault(f"{rtype}/{rid}", i)
+    dangling: dict[str, list[str]] = {}
     for i, location, reference, targets in refs:
         target = by_url.get(reference)
         if target is None:
@@ -58,16 +75,7 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
         loc = f"Bundle.entry[{i}].resource.{location}.reference"
         if target is None:
             if not reference.startswith("#"):
-                issues.append(
-                    Issue(
-                        "error",
-                        "not-found",
-                        loc,
-                        f"reference '{reference}' does not resolve to an entry of this bundle",
-                        "reference-resolves",
-                        LAYER,
-                    )
-                )
+                dangling.setdefault(reference, []).append(loc)
             continue
         if targets and "Resource" not in targets and types[target] not in targets:
             issues.append(
@@ -80,6 +88,20 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
                     LAYER,
                 )
             )
+    for reference, locations in dangling.items():  # one missing entry is one finding, however often it is named
+        others = len(locations) - 1
+        also = f" (nor do the {others} other references to it)" if others > 1 else ""
+        also = also or (" (nor does 1 other reference to it)" if others == 1 else "")
+        issues.append(
+            Issue(
+                "error",
+                "not-found",
+                locations[0],
+                f"reference '{reference}' does not resolve to an entry of this bundle{also}",
+                "reference-resolves",
+                LAYER,
+            )
+        )
     return issues
 
 
