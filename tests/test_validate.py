@@ -518,7 +518,7 @@ def test_upper_case_urn_uuid_full_url_is_an_error(base, contexts, fhir_only):
     expected = [
         (
             "error",
-            "references",
+            "structure",
             "uuid-format",
             f"Bundle.entry[{i}].fullUrl",
             f"'{upper}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex (8-4-4-4-12)",

@@ -2,22 +2,19 @@
 
 Every ``Reference.reference`` must resolve to an entry of the same bundle (by fullUrl, or ``Type/id`` for a
 relative reference), to a resource of a type the element allows; fullUrls must be unique (core invariant bdl-7,
-checked here rather than in FHIRPath because it compares entries with each other and names both of them), and a
-``urn:uuid:`` fullUrl must be a lower-case UUID (FHIR's ``uuid`` type; an upper-case one is a different URI).
+checked here rather than in FHIRPath because it compares entries with each other and names both of them). A
+``urn:uuid:`` fullUrl's format is checked with the Bundle shell (engine).
 Local references (``#id``) are contained resources: invariant ref-1 covers them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from .issues import Issue
 
 LAYER = "references"
-#: FHIR's ``uuid`` type: ``urn:uuid:`` and a UUID in lower-case hex (RFC 4122 output form).
-URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: (entry index, location in its resource, reference, allowed target types)
 Found = tuple[int, str, str, tuple[str, ...]]
 
@@ -34,18 +31,6 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         types.append(rtype)
         url = entry.get("fullUrl") if isinstance(entry, dict) else None
-        if isinstance(url, str) and url[:9].lower() == "urn:uuid:" and not URN_UUID.fullmatch(url):
-            issues.append(
-                Issue(
-                    "error",
-                    "value",
-                    f"Bundle.entry[{i}].fullUrl",
-                    f"'{url}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex "
-                    "(8-4-4-4-12)",
-                    "uuid-format",
-                    LAYER,
-                )
-            )
         if isinstance(url, str):
             meta = resource.get("meta")
             version = meta.get("versionId") if isinstance(meta, dict) else None
