@@ -428,7 +428,7 @@ def _schema_details(mapping: Any, errors: list[Any]) -> list[str]:
             spec = mapping["resources"][path[1]] if path[1] < len(mapping["resources"]) else {}
             if isinstance(spec, dict):
                 loc += f" (resource '{spec.get('id', '?')}', {spec.get('type', '?')})"
-        line = f"{loc}: {schema_errors.message(leaf, leaves)}"
+        line = f"{loc}: {schema_errors.message(leaf)}"
         if line not in details:
             details.append(line)
     return details[:50]

@@ -80,19 +80,8 @@ def leaf_errors(err: ValidationError) -> Iterator[ValidationError]:
         yield err
 
 
-def _where(err: ValidationError) -> str:
-    """``in a Condition slot`` / ``here``: the context of the allowed keys."""
-    instance = err.instance if isinstance(err.instance, dict) else None
-    if err.validator == "enum" and "propertyNames" in err.relative_schema_path:
-        return ""
-    if instance and "type" in instance and "id" in instance:
-        return f" of a {instance['type']} slot"
-    return ""
-
-
-def message(err: ValidationError, siblings: list[ValidationError]) -> str:
-    """One line for a leaf error; ``siblings`` are the other leaf errors of the same entry (to avoid saying
-    "missing key 'map'" next to "unknown key 'mapp' (did you mean 'map'?)")."""
+def message(err: ValidationError) -> str:
+    """One line for a leaf error: the offending key or value, what is allowed there, the nearest allowed spelling."""
     if err.validator == "enum" and "propertyNames" in err.relative_schema_path:
         allowed = [str(a) for a in err.validator_value]
         return f"unknown key '{err.instance}'{_hint(err.instance, allowed)}; allowed keys: {', '.join(allowed)}"
@@ -100,7 +89,7 @@ def message(err: ValidationError, siblings: list[ValidationError]) -> str:
         allowed = _allowed_keys(err)
         keys = _unknown_keys(err)
         parts = [f"unknown key '{k}'{_hint(k, allowed)}" for k in keys]
-        return f"{'; '.join(parts)}; allowed keys{_where(err)}: {', '.join(allowed)}"
+        return f"{'; '.join(parts)}; allowed keys: {', '.join(allowed)}"
     if err.validator == "enum":
         allowed = [str(a) for a in err.validator_value]
         return f"{err.instance!r} is not one of {', '.join(allowed)}{_hint(err.instance, allowed)}"
