@@ -60,8 +60,8 @@ def test_default_dry_run_schedules_every_center(tmp_path: Path) -> None:
         ("centers: @/centers.tsv\n", "use_case\tcenter\texport\nuc1\tsite a\tx.csv\n", "site a"),
         (
             "centers: @/centers.tsv\n",
-            "use_case\tcenter\texport\nuc9\ta\tx.csv\n",
-            "centers.tsv, line 2, column use_case: unknown use case 'uc9'; valid: ",
+            "use_case\tcenter\texport\nno_such_use_case\ta\tx.csv\n",
+            "centers.tsv, line 2, column use_case: unknown use case 'no_such_use_case'; valid: ",
         ),
         (
             "centers: @/centers.tsv\n",

@@ -96,10 +96,10 @@ def test_a_bad_center_id_names_the_sheet_line_column_and_value(tmp_path: Path) -
 
 
 def test_an_unknown_use_case_lists_the_valid_ones(tmp_path: Path) -> None:
-    write(tmp_path / "centers.tsv", sheet("uc1\ta\tdemo/uc1/a.csv", "uc9\tb\tdemo/uc9/b.csv"))
+    write(tmp_path / "centers.tsv", sheet("uc1\ta\tdemo/uc1/a.csv", "no_such_use_case\tb\tdemo/x/b.csv"))
     write(tmp_path / "my.yaml", "centers: centers.tsv\ndemo: {folder: demo}\n")
     assert error_line(snakemake(tmp_path, "-n", "--configfile", "my.yaml")) == (
-        f"centers.tsv, line 3, column use_case: unknown use case 'uc9'; valid: {valid_use_cases()} "
+        f"centers.tsv, line 3, column use_case: unknown use case 'no_such_use_case'; valid: {valid_use_cases()} "
         f"(folders of {DICTIONARIES} with a mapping.yaml)"
     )
 

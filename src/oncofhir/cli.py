@@ -20,8 +20,10 @@ DEFAULT_ONTOLOGIES = "resources/ontologies"
 
 def _cmd_lint(args: argparse.Namespace) -> int:
     from .dictionary import compile_dictionary
+    from .dictionary.consistency import inconsistent_codings
 
     status = 0
+    compiled = []
     for directory in args.directories:
         try:
             dd = compile_dictionary(directory, args.ontologies)
@@ -29,11 +31,20 @@ def _cmd_lint(args: argparse.Namespace) -> int:
             print(f"FAIL {exc}", file=sys.stderr)
             status = 3
             continue
+        compiled.append(dd)
         coded = sum(1 for f in dd.fields.values() if f.choices)
         print(
             f"ok   {directory}: use case {dd.use_case} v{dd.version}, {len(dd.fields)} variables "
             f"({coded} coded), {len(dd.resources)} resource slots"
         )
+    if len(compiled) > 1:
+        problems = inconsistent_codings(compiled)
+        names = ", ".join(dd.use_case for dd in compiled)
+        if problems:
+            print(f"FAIL shared variables of {names}:" + "".join(f"\n  - {p}" for p in problems), file=sys.stderr)
+            status = 3
+        else:
+            print(f"ok   shared variables of {names}: the same answers have the same codes")
     return status
 
 
