@@ -107,7 +107,7 @@ def test_require_complete(tmp_path: Path, compiled) -> None:
             b"record_id,sex\nA\xe91,0\n",
             "not UTF-8 at byte 15 (line 2): re-export from REDCap, or convert the file to UTF-8",
         ),
-        (b"sex,onsetage\n0,5\n", "record id column 'record_id' is missing (header starts: sex, onsetage)"),
+        (b"sex,onsetage\n0,5\n", "record id column 'record_id' is missing (the header names sex, onsetage)"),
         (b"record_id,sex,sex\nA,0,0\n", "duplicate column(s) in header: sex"),
     ],
 )
