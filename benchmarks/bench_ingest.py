@@ -18,6 +18,7 @@ import csv
 import io
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order (default: all)")
     parser.add_argument("--mem-limit-gb", type=float, default=10, help="address-space limit per stage (0: none)")
     parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "out"), help="scratch folder")
+    parser.add_argument("--keep", action="store_true", help="keep the export and outputs (path printed)")
     args = parser.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
     unknown = [s for s in stages if s not in STAGES]
@@ -87,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     mem_limit = int(args.mem_limit_gb * 2**30)
-    with tempfile.TemporaryDirectory(prefix="ingest-", dir=root) as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="ingest-", dir=root))
+    try:
         compiled = work / f"{args.use_case}.json"
         dd = compile_dictionary(REPO / "resources" / "dictionaries" / args.use_case, REPO / "resources" / "ontologies")
         compiled.write_text(dd.to_json(), encoding="utf-8")
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                     log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] if log.exists() else []
                 )
                 print(f"         {tail[0] if tail else 'no log'}")
+    finally:
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work)
     return 0
 
 
