@@ -20,6 +20,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import tempfile
 from array import array
 from collections import Counter, defaultdict
@@ -45,8 +46,10 @@ RECORDS_PREFIX = ["_row", "_dag"]
 FIELD_LIMIT = 2**31 - 1
 #: Cells per chunk of normalised rows held in memory (rows per chunk = this / columns): ~10 MB of text.
 CHUNK_CELLS = 200_000
-#: Values REDCap's label export writes in checkbox columns (raw data: 1 and 0).
-CHECKBOX_LABELS = {"checked": "1", "unchecked": "0"}
+#: Values REDCap's label export writes in checkbox columns and ``<form>_complete`` columns, folded -> (raw, label).
+CHECKBOX_LABELS = {"checked": ("1", "Checked"), "unchecked": ("0", "Unchecked")}
+FORM_STATUS = {"Incomplete": "0", "Unverified": "1", "Complete": "2"}
+FORM_STATUS_LABELS = {label.casefold(): (code, label) for label, code in FORM_STATUS.items()}
 LABELS_ERROR = "this export holds labels; export raw data (codes) from REDCap"
 BLOCK = 1 << 20
 
@@ -192,21 +195,27 @@ class _Columns:
         self.repeat = index.get(REPEAT_INSTRUMENT)
         self.instance = index.get(REPEAT_INSTANCE)
         self.dag = index.get(DAG)
-        # Coded columns and what a code and a label look like in each (the labels check).
-        self.coded: list[tuple[int, str, dict[str, str], dict[str, str]]] = []
+        # Columns that cannot hold a line break (all but notes fields and columns the dictionary does not know).
+        self.single_line = [
+            i for i, h in enumerate(header) if h in known and getattr(fields.get(h), "type", "") != "notes"
+        ]
+        # Coded columns, their codes, and their labels (folded -> (code, label as the dictionary spells it)).
+        self.coded: list[tuple[int, str, frozenset[str], dict[str, tuple[str, str]]]] = []
         for name, f in fields.items():
             if not f.choices:
                 continue
-            labels = {_norm(label): code for code, label in f.choices.items()}
             if f.type == "checkbox":
                 for code, label in f.choices.items():
                     col = f"{name}___{code}"
                     if col in index:
-                        cb_labels = {**CHECKBOX_LABELS, _norm(label): "1"}
-                        self.coded.append((index[col], col, {"0": "0", "1": "1"}, cb_labels))
+                        spelled = {**CHECKBOX_LABELS, _norm(label): ("1", label)}
+                        self.coded.append((index[col], col, frozenset({"0", "1"}), spelled))
             elif name in index:
-                self.coded.append((index[name], name, dict.fromkeys(f.choices, ""), labels))
-        self.choice_labels = {name: f.choices for name, f in fields.items() if f.choices}
+                spelled = {_norm(label): (code, label) for code, label in f.choices.items()}
+                self.coded.append((index[name], name, frozenset(f.choices), spelled))
+        for col in dd.complete_columns:
+            if col in index:
+                self.coded.append((index[col], col, frozenset(FORM_STATUS.values()), FORM_STATUS_LABELS))
 
 
 def _no_record_id(header: list[str], dd: CompiledDictionary, known: set[str], path: Path) -> str:
@@ -239,40 +248,62 @@ def _no_record_id(header: list[str], dd: CompiledDictionary, known: set[str], pa
 class _ListSpool:
     """Candidate rows kept in memory (:func:`ingest_export`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rid_position: int) -> None:
         self.rows: list[tuple[int, str, list[str]]] = []
+        self.rid_position = rid_position
 
     def add(self, chunk: list[tuple[int, str, list[str]]]) -> None:
         self.rows.extend(chunk)
 
+    def record_ids(self, ks: list[int]) -> list[str]:
+        """The record ids of candidate rows ``ks``."""
+        return [self.rows[k][2][self.rid_position] for k in ks]
+
 
 class _FileSpool:
-    """Candidate rows as normalised CSV lines in an anonymous temp file; one byte length per row."""
+    """Candidate rows as normalised CSV lines in an anonymous temp file, with the end offset of each row."""
 
-    def __init__(self, folder: Path) -> None:
-        self.handle: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - 0600, already unlinked; closed by close()
-        self.lengths = array("q")
+    def __init__(self, folder: Path, rid_position: int) -> None:
+        self.handle: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - 0600, already unlinked
+        self.ends = array("q")
+        self.size = 0
         self.writer = csv.writer(_Returned(), lineterminator="\n")
+        self.rid_position = rid_position
 
     def add(self, chunk: list[tuple[int, str, list[str]]]) -> None:
         writerow = self.writer.writerow
         parts = [writerow([line, dag, *values]).encode("utf-8") for line, dag, values in chunk]
-        self.lengths.extend(len(p) for p in parts)
+        ends = self.ends
+        size = self.size
+        for part in parts:
+            size += len(part)
+            ends.append(size)
+        self.size = size
         self.handle.write(b"".join(parts))
+
+    def _span(self, k: int) -> tuple[int, int]:
+        return (self.ends[k - 1] if k else 0), self.ends[k]
+
+    def record_ids(self, ks: list[int]) -> list[str]:
+        """The record ids of candidate rows ``ks``, read back from the spool (a few rows: the duplicates)."""
+        self.handle.flush()
+        out = []
+        for k in ks:
+            start, end = self._span(k)
+            self.handle.seek(start)
+            text = self.handle.read(end - start).decode("utf-8")
+            out.append(next(csv.reader(io.StringIO(text, newline="")))[2 + self.rid_position])
+        return out
 
     def copy_to(self, out: IO[bytes], drop: set[int]) -> None:
         """Copy every row not in ``drop`` to ``out``, in order, in large blocks."""
-        src = self.handle
-        src.flush()
-        src.seek(0)
+        self.handle.flush()
         start = 0
-        offset = 0
-        for k, length in enumerate(self.lengths):
-            if k in drop:
-                _copy_range(src, out, start, offset - start)
-                start = offset + length
-            offset += length
-        _copy_range(src, out, start, offset - start)
+        for k in sorted(drop):
+            begin, end = self._span(k)
+            _copy_range(self.handle, out, start, begin - start)
+            start = end
+        _copy_range(self.handle, out, start, self.size - start)
 
     def close(self) -> None:
         self.handle.close()
@@ -301,15 +332,17 @@ class _Scan:
     lines: int = 0
     rejects: list[Reject] = field(default_factory=list)
     lines_of: array = field(default_factory=lambda: array("q"))
-    ids: list[str] = field(default_factory=list)
-    events: list[str | None] = field(default_factory=list)
-    incomplete: dict[int, str] = field(default_factory=dict)
+    hashes: array = field(default_factory=lambda: array("q"))
+    incomplete: dict[int, tuple[str, str]] = field(default_factory=dict)
     dag_codes: array = field(default_factory=lambda: array("l"))
     dag_names: dict[str, int] = field(default_factory=dict)
+    event_codes: array = field(default_factory=lambda: array("l"))
+    event_names: dict[str, int] = field(default_factory=dict)
     codes: int = 0
     labels: int = 0
     other: int = 0
-    label_hits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    label_hits: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    unclosed: tuple[int, Reject] | None = None
 
 
 class _Ingest:
@@ -349,27 +382,36 @@ class _Ingest:
         sources, checkboxes, complete = cols.sources, cols.checkboxes, cols.complete
         chunk: list[tuple[int, str, list[str]]] = []
         line = 1
-        last_quote: tuple[Reject, int, str] | None = None
+        tail: tuple[Reject | int, int, int, str] | None = None  # the last row, if a quote may run to the end
+        tail_id = ""
         try:
             for cells in reader:
                 start, line = line + 1, reader.line_num
                 if not cells or (len(cells) <= 1 and all(not c.strip() for c in cells)):
                     continue  # blank line (e.g. trailing newline variants): not a record
                 scan.rows_in += 1
-                last_quote = None
+                tail = None
                 rid = cells[rid_i].strip() if rid_i < len(cells) else ""
                 if len(cells) != ncols:
                     quoted = next((k for k, c in enumerate(cells) if "\n" in c or "\r" in c), None)
                     if quoted is not None and line > start:
-                        column = cols.header[quoted] if quoted < ncols else f"beyond the last column ({quoted + 1})"
+                        column = _column(cols.header, quoted)
                         why = _quote_reason(
                             start, line, column, f"one row of {len(cells)} cells (the header has {ncols})"
                         )
                         reject = Reject(start, rid, "ingest", why)
-                        last_quote = (reject, line, column)
+                        if _runs_on(cells):
+                            tail = (reject, start, line, _column(cols.header, len(cells) - 1))
                     else:
                         reject = Reject(line, rid, "ingest", f"row has {len(cells)} cells, the header has {ncols}")
                     scan.rejects.append(reject)
+                    continue
+                if line > start and (broken := next((i for i in cols.single_line if _breaks(cells[i])), None)):
+                    why = _quote_reason(start, line, cols.header[broken], "that field, which cannot hold line breaks")
+                    reject = Reject(start, rid, "ingest", why)
+                    scan.rejects.append(reject)
+                    if _runs_on(cells):
+                        tail = (reject, start, line, cols.header[-1])
                     continue
                 if not rid:
                     scan.rejects.append(Reject(line, "", "ingest", f"blank record id (column '{cols.record_id}')"))
@@ -394,22 +436,31 @@ class _Ingest:
                 if self.require_complete and complete and any(values[p] != "2" for p in complete):
                     names = self.dd.complete_columns
                     states = ", ".join(f"{c}={values[p] or 'blank'}" for c, p in zip(names, complete, strict=True))
-                    scan.incomplete[len(scan.ids)] = states
+                    scan.incomplete[len(scan.hashes)] = (rid, states)
                 dag = cells[cols.dag].strip() if cols.dag is not None else ""
                 scan.lines_of.append(line)
-                scan.ids.append(rid)
-                scan.events.append(cells[cols.event].strip() if cols.event is not None else None)
+                scan.hashes.append(hash(rid))
+                if cols.event is not None:
+                    event = cells[cols.event].strip()
+                    scan.event_codes.append(scan.event_names.setdefault(event, len(scan.event_names)))
                 scan.dag_codes.append(scan.dag_names.setdefault(dag, len(scan.dag_names)))
                 chunk.append((line, dag, values, cells))  # type: ignore[arg-type]
+                if line > start and _runs_on(cells):
+                    tail = (len(scan.hashes) - 1, start, line, cols.header[-1])
+                    tail_id = rid
                 if len(chunk) >= self.chunk_rows:
                     self._flush(chunk, spool, scan)
                     chunk = []
         except csv.Error as exc:
             raise InputDataError(f"line {line}: malformed CSV ({exc})", path=str(self.path)) from None
         self._flush(chunk, spool, scan)
-        if last_quote is not None:  # the last row ran to the end of the file: its quote never closed
-            reject, end, column = last_quote
-            reject.reason = _quote_reason(reject.row, end, column, None)
+        if tail is not None:  # the last row ran to the end of the file inside a quote: it never closed
+            ref, first, end, column = tail
+            why = _quote_reason(first, end, column, None)
+            if isinstance(ref, Reject):
+                ref.reason = why
+            else:
+                scan.unclosed = (ref, Reject(first, tail_id, "ingest", why))
         scan.lines = line
         return scan
 
@@ -425,9 +476,9 @@ class _Ingest:
                     continue
                 if value in codes:
                     scan.codes += n
-                elif (code := labels.get(_norm(value))) is not None:
+                elif (hit := labels.get(_norm(value))) is not None:
                     scan.labels += n
-                    scan.label_hits[(name, code, _norm(value))] += n
+                    scan.label_hits[(name, *hit)] += n
                 else:
                     scan.other += n
         spool.add([(line, dag, values) for line, dag, values, _ in chunk])
@@ -437,37 +488,48 @@ class _Ingest:
         total = scan.codes + scan.labels + scan.other
         if not scan.labels or scan.labels * 2 <= total:
             return
-        (name, code, seen), _ = scan.label_hits.most_common(1)[0]
-        if "___" in name and seen in CHECKBOX_LABELS:
-            example = f"column '{name}' holds '{seen.capitalize()}' (raw data: {code})"
-        else:
-            field_name = name.split("___", 1)[0]
-            label = self.cols.choice_labels[field_name][name.split("___", 1)[1] if "___" in name else code]
+        (name, code, label), _ = scan.label_hits.most_common(1)[0]
+        field_ = self.dd.fields.get(name)
+        if field_ is not None and field_.choices.get(code) == label:
             example = f"column '{name}' holds '{label}', the label of code {code}"
+        else:
+            example = f"column '{name}' holds '{label}' (raw data: {code})"
         raise InputDataError(
             f"{LABELS_ERROR} ({scan.labels} of {total} values of coded columns are choice labels; e.g. {example})",
             path=str(self.path),
         )
 
-    def decide(self, scan: _Scan) -> dict[int, Reject]:
-        """Duplicate record ids (all rows of that id) and, with require_complete, incomplete forms: rejected."""
+    def decide(self, scan: _Scan, spool: _ListSpool | _FileSpool) -> dict[int, Reject]:
+        """Duplicate record ids (all rows of that id) and, with require_complete, incomplete forms: rejected.
+
+        Rows are compared by the hash of their record id (8 bytes a row; sorting them finds the repeats); the ids
+        of the few rows whose hash repeats are read back, so a hash collision is never taken for a duplicate.
+        """
         drop: dict[int, Reject] = {}
-        seen = Counter(scan.ids)
-        repeated: dict[str, list[int]] = defaultdict(list)
-        for k, rid in enumerate(scan.ids):
-            if seen[rid] > 1:
-                repeated[rid].append(k)
-        for rid, ks in repeated.items():
+        ordered = sorted(scan.hashes)
+        repeats = {a for a, b in itertools.pairwise(ordered) if a == b}
+        del ordered
+        candidates = [k for k, h in enumerate(scan.hashes) if h in repeats]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for k, rid in zip(candidates, spool.record_ids(candidates), strict=True):
+            groups[rid].append(k)
+        names = list(scan.event_names)
+        for rid, ks in groups.items():
+            if len(ks) < 2:
+                continue
             lines = ", ".join(str(scan.lines_of[k]) for k in ks)
-            events = {scan.events[k] for k in ks if scan.events[k]}
+            events = {names[scan.event_codes[k]] for k in ks} - {""} if names else set()
             what = f"{len(events)} events ({', '.join(sorted(events))})" if len(events) > 1 else "duplicate rows"
             reason = f"record id '{rid}' appears on lines {lines} ({what}): resolve in REDCap, none is used"
             for k in ks:
                 drop[k] = Reject(scan.lines_of[k], rid, "ingest", reason)
-        for k, states in scan.incomplete.items():
+        if scan.unclosed is not None:
+            k, reject = scan.unclosed
+            drop[k] = reject
+        for k, (rid, states) in scan.incomplete.items():
             if k not in drop:
                 reason = f"form not marked Complete ({states}) and ingest.require_complete is on"
-                drop[k] = Reject(scan.lines_of[k], scan.ids[k], "ingest", reason)
+                drop[k] = Reject(scan.lines_of[k], rid, "ingest", reason)
         return drop
 
     def report(self, scan: _Scan, drop: dict[int, Reject], rejects: list[Reject]) -> dict[str, Any]:
@@ -475,7 +537,7 @@ class _Ingest:
         kept_dags = Counter(scan.dag_codes)
         for k in drop:
             kept_dags[scan.dag_codes[k]] -= 1
-        records = len(scan.ids) - len(drop)
+        records = len(scan.hashes) - len(drop)
         if scan.rows_in != records + len(rejects):  # pragma: no cover - a bug, not bad input
             raise AssertionError(f"ingest lost rows: {scan.rows_in} in, {records} kept, {len(rejects)} rejected")
         return {
@@ -491,6 +553,20 @@ class _Ingest:
             "missing_columns": self.cols.missing,
             "data_access_groups": dict(sorted((names[c], n) for c, n in kept_dags.items() if n)),
         }
+
+
+def _runs_on(cells: list[str]) -> bool:
+    """The row's last field ends with a line break: a quote still open when the file ended (a closed quoted field
+    that ends with a line break, as the last field of the file, is the one case this misreads)."""
+    return cells[-1].endswith(("\n", "\r"))
+
+
+def _breaks(cell: str) -> bool:
+    return "\n" in cell or "\r" in cell
+
+
+def _column(header: list[str], k: int) -> str:
+    return header[k] if k < len(header) else f"beyond the last column ({k + 1})"
 
 
 def _quote_reason(first: int, end: int, column: str, into: str | None) -> str:
@@ -517,13 +593,13 @@ def ingest_export(
     """Read ``path`` against ``dd`` into memory (library use, tests; the workflow streams with
     :func:`ingest_to_files`). Raises InputDataError only when the file as a whole is unusable."""
     ing = _Ingest(Path(path), dd, require_complete, chunk_rows)
-    spool = _ListSpool()
+    spool = _ListSpool(ing.cols.out.index(dd.record_id))
     try:
         scan = ing.scan(spool)
     finally:
         ing.close()
     ing.check_labels(scan)
-    drop = ing.decide(scan)
+    drop = ing.decide(scan, spool)
     rejects = _sorted_rejects(scan, drop)
     report = ing.report(scan, drop, rejects)
     columns = ing.cols.out
@@ -555,11 +631,11 @@ def ingest_to_files(
     records_out = Path(records_out)
     ing = _Ingest(Path(path), dd, require_complete, chunk_rows)
     try:
-        spool = _FileSpool(private_dir(records_out.parent))
+        spool = _FileSpool(private_dir(records_out.parent), ing.cols.out.index(dd.record_id))
         try:
             scan = ing.scan(spool)
             ing.check_labels(scan)
-            drop = ing.decide(scan)
+            drop = ing.decide(scan, spool)
             rejects = _sorted_rejects(scan, drop)
             report = ing.report(scan, drop, rejects)
             with private_writer(records_out) as out:
