@@ -8,7 +8,8 @@ before anything is written.
 
 Memory stays flat whatever the export's size: the export is read row by row and the normalised rows go, in chunks,
 to an anonymous spool file (0600, unlinked from the start, so even a killed job leaves nothing behind). Only what
-the decisions about whole-file duplicates need stays in memory: per row its line number, record id and DAG.
+the decisions about whole-file duplicates need stays in memory: per row its line number, the hash of its record
+id and its DAG (about 30 bytes; the ids of rows whose hash repeats are read back from the spool).
 A file that is not a raw-data CSV export (labels instead of codes, semicolons, no header) fails the center with
 a message that says what to export instead. Errors never quote the export's values: only column names, line
 numbers, and the dictionary's own labels.
@@ -31,7 +32,7 @@ from typing import IO, Any
 
 from .dictionary.compiled import CompiledDictionary
 from .errors import InputDataError
-from .io_utils import private_dir, private_writer, write_private
+from .io_utils import DIR_MODE, private_writer, write_private
 
 DAG = "redcap_data_access_group"
 EVENT = "redcap_event_name"
@@ -631,7 +632,8 @@ def ingest_to_files(
     records_out = Path(records_out)
     ing = _Ingest(Path(path), dd, require_complete, chunk_rows)
     try:
-        spool = _FileSpool(private_dir(records_out.parent), ing.cols.out.index(dd.record_id))
+        records_out.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        spool = _FileSpool(records_out.parent, ing.cols.out.index(dd.record_id))
         try:
             scan = ing.scan(spool)
             ing.check_labels(scan)
