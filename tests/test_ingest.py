@@ -1,5 +1,6 @@
 """Ingest: every REDCap export quirk handled, every row accounted for, every error names file, line, value."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -327,3 +328,49 @@ def test_streamed_files_equal_the_in_memory_result_for_any_chunk_size(tmp_path: 
         assert (tmp_path / f"{chunk_rows}" / "x.tsv").read_bytes() == (tmp_path / "expected.tsv").read_bytes()
         assert (tmp_path / f"{chunk_rows}" / "r.csv").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in (tmp_path / "1").iterdir()) == ["r.csv", "x.tsv"]  # no spool left behind
+
+
+def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -> None:
+    """End to end from the Snakefile: a labels and a semicolon export fail their ingest jobs with the message; a raw
+    export next to them is ingested; logs are 0600."""
+    import subprocess
+    import sys
+
+    from helpers import REPO, workflow_env
+
+    good = ",".join(["A{k}", "site_1", "1", "61", *(["0"] * 12), "2"])
+    exports = {
+        "raw": [UC1_COLUMNS, *(good.format(k=k) for k in range(3))],
+        "labels": [UC1_COLUMNS, *(UC1_LABELS_ROW.format(k=k, sex="female", done="Complete") for k in range(3))],
+        "semi": [UC1_COLUMNS.replace(",", ";"), *(good.format(k=k).replace(",", ";") for k in range(3))],
+    }
+    sheet = ["use_case\tcenter\texport"]
+    for center, lines in exports.items():
+        (tmp_path / f"{center}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        sheet.append(f"uc1\t{center}\t{tmp_path / f'{center}.csv'}")
+    (tmp_path / "centers.tsv").write_text("\n".join(sheet) + "\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/r\ndeposit: {{enabled: false}}\n")
+    targets = [f"{tmp_path}/r/ingest/uc1/{center}/report.json" for center in exports]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *targets, "--cores", "1", "--keep-going", "--configfile", str(config)],
+        cwd=REPO,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert (
+        f"oncofhir: error: {tmp_path / 'labels.csv'}: this export holds labels; export raw data (codes) from REDCap "
+        "(42 of 42 values of coded columns are choice labels; e.g. column 'sex' holds 'female', the label of code 1)"
+    ) in out
+    assert (
+        f"oncofhir: error: {tmp_path / 'semi.csv'}: semicolon-separated; export CSV from REDCap (comma-separated raw "
+        "data, not a file saved by Excel)"
+    ) in out
+    assert json.loads((tmp_path / "r/ingest/uc1/raw/report.json").read_text())["records"] == 3
+    assert not (tmp_path / "r/ingest/uc1/labels/records.csv").exists()
+    for center in exports:
+        assert (tmp_path / f"r/logs/ingest/uc1/{center}.log").stat().st_mode & 0o777 == 0o600
