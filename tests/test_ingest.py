@@ -250,7 +250,7 @@ def test_an_unclosed_quote_names_its_line_and_column_and_what_it_swallowed(tmp_p
             4,
             "A2",
             "a quote opens a field in column 'hep_b' on line 4 and never closes: it swallows the 11 line(s) after "
-            "it (5-15, the end of the file); fix the stray quote and export again",
+            "it (lines 5-15, the end of the file); fix the stray quote and export again",
         )
     ]
     assert (result.report["lines"], result.report["rows_in"], result.report["rejected"]) == (15, 3, 1)
@@ -265,7 +265,7 @@ def test_an_unclosed_quote_in_the_last_column_is_not_a_record(tmp_path: Path, co
         (
             3,
             "a quote opens a field in column 'use_case_1_complete' on line 3 and never closes: it swallows the 3 "
-            "line(s) after it (4-6, the end of the file); fix the stray quote and export again",
+            "line(s) after it (lines 4-6, the end of the file); fix the stray quote and export again",
         )
     ]
     assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 2
@@ -282,10 +282,26 @@ def test_a_stray_quote_closed_by_another_names_both_lines(tmp_path: Path, compil
             3,
             "A1",
             "a quote opens a field in column 'onsetage' on line 3 and closes only on line 5: it swallows 2 line(s) "
-            "(4-5) into that field, which cannot hold line breaks; fix the stray quote and export again",
+            "(lines 4-5) into that field, which cannot hold line breaks; fix the stray quote and export again",
         )
     ]
     assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 4
+
+
+def test_a_stray_quote_in_the_first_column_is_found_too(tmp_path: Path, compiled) -> None:
+    rows = [UC1_ROW.format(k=k, sex="1") for k in range(4)]
+    rows[1] = '"' + rows[1]  # line 3: the record id opens a quote ...
+    rows[2] = rows[2].replace("A2,", 'A2",', 1)  # ... that line 4 closes
+    result = ingest_export(export(tmp_path, rows), compiled["uc1"])
+    assert [r["record_id"] for r in result.records.rows] == ["A0", "A3"]
+    assert [(r.row, r.record_id, r.reason) for r in result.rejects] == [
+        (
+            3,
+            "",  # the "id" holds the rows it swallowed: not an id
+            "a quote opens a field in column 'record_id' on line 3 and closes only on line 4: it swallows 1 line(s) "
+            "(line 4) into that field, which cannot hold line breaks; fix the stray quote and export again",
+        )
+    ]
 
 
 def test_a_stray_quote_that_breaks_the_row_names_its_cells(tmp_path: Path, compiled) -> None:
@@ -298,7 +314,7 @@ def test_a_stray_quote_that_breaks_the_row_names_its_cells(tmp_path: Path, compi
         (
             3,
             "a quote opens a field in column 'onsetage' on line 3 and closes only on line 5: it swallows 2 line(s) "
-            "(4-5) into one row of 16 cells (the header has 17); fix the stray quote and export again",
+            "(lines 4-5) into one row of 16 cells (the header has 17); fix the stray quote and export again",
         )
     ]
 

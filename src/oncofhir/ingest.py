@@ -391,7 +391,7 @@ class _Ingest:
         rid_i = cols.index[cols.record_id]
         sources, checkboxes, complete = cols.sources, cols.checkboxes, cols.complete
         chunk: list[tuple[int, str, list[str]]] = []
-        line = 1
+        line = reader.line_num  # the header's last line
         tail: tuple[Reject | int, int, int, str] | None = None  # the last row, if a quote may run to the end
         tail_id = ""
         try:
@@ -402,6 +402,8 @@ class _Ingest:
                 scan.rows_in += 1
                 tail = None
                 rid = cells[rid_i].strip() if rid_i < len(cells) else ""
+                if _breaks(rid):
+                    rid = ""  # a stray quote in the record id column swallowed other rows: not an id
                 if len(cells) != ncols:
                     quoted = next((k for k, c in enumerate(cells) if "\n" in c or "\r" in c), None)
                     if quoted is not None and line > start:
@@ -416,7 +418,8 @@ class _Ingest:
                         reject = Reject(line, rid, "ingest", f"row has {len(cells)} cells, the header has {ncols}")
                     scan.rejects.append(reject)
                     continue
-                if line > start and (broken := next((i for i in cols.single_line if _breaks(cells[i])), None)):
+                broken = next((i for i in cols.single_line if _breaks(cells[i])), None) if line > start else None
+                if broken is not None:
                     why = _quote_reason(start, line, cols.header[broken], "that field, which cannot hold line breaks")
                     reject = Reject(start, rid, "ingest", why)
                     scan.rejects.append(reject)
@@ -582,13 +585,14 @@ def _column(header: list[str], k: int) -> str:
 def _quote_reason(first: int, end: int, column: str, into: str | None) -> str:
     """Where a stray quote starts and what it swallowed (``into`` None: to the end of the file), for the fix."""
     where = f"a quote opens a field in column '{column}' on line {first}"
+    n = end - first
+    lines = f"line {end}" if n == 1 else f"lines {first + 1}-{end}"
     if into is None:
         return (
-            f"{where} and never closes: it swallows the {end - first} line(s) after it ({first + 1}-{end}, the end "
-            "of the file); fix the stray quote and export again"
+            f"{where} and never closes: it swallows the {n} line(s) after it ({lines}, the end of the file); "
+            "fix the stray quote and export again"
         )
-    return (
-        f"{where} and closes only on line {end}: it swallows {end - first} line(s) ({first + 1}-{end}) into {into}; "
+    return f"{where} and closes only on line {end}: it swallows {n} line(s) ({lines}) into {into}; " + (
         "fix the stray quote and export again"
     )
 
