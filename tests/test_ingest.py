@@ -390,3 +390,17 @@ def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -
     assert not (tmp_path / "r/ingest/uc1/labels/records.csv").exists()
     for center in exports:
         assert (tmp_path / f"r/logs/ingest/uc1/{center}.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_script_rule_logs_are_0600_too(tmp_path: Path) -> None:
+    """``oncofhir.smk.run`` (the ``script:`` rules) opens its log owner-only, even one that existed 0644."""
+    from types import SimpleNamespace
+
+    from oncofhir.smk import run
+
+    log = tmp_path / "rule.log"
+    log.write_text("old\n", encoding="utf-8")
+    log.chmod(0o644)
+    run(SimpleNamespace(log=[str(log)]), lambda: "done")
+    assert log.read_text(encoding="utf-8") == "done\n"
+    assert log.stat().st_mode & 0o777 == 0o600
