@@ -390,6 +390,7 @@ class _Ingest:
         ncols = len(cols.header)
         rid_i = cols.index[cols.record_id]
         sources, checkboxes, complete = cols.sources, cols.checkboxes, cols.complete
+        pick = itemgetter(*sources) if len(sources) > 1 else (lambda c: (c[sources[0]],))
         chunk: list[tuple[int, str, list[str]]] = []
         line = reader.line_num  # the header's last line
         tail: tuple[Reject | int, int, int, str] | None = None  # the last row, if a quote may run to the end
@@ -442,7 +443,9 @@ class _Ingest:
                         )
                     )
                     continue
-                values = [cells[i].strip() if i >= 0 else "" for i in sources]
+                runs_on = line > start and _runs_on(cells)
+                cells.append("")  # what index -1 (a column absent from the export) picks
+                values = list(map(str.strip, pick(cells)))
                 for col_i, pos, code in checkboxes:
                     if cells[col_i].strip() == "1":
                         values[pos] = f"{values[pos]},{code}" if values[pos] else code
@@ -458,7 +461,7 @@ class _Ingest:
                     scan.event_codes.append(scan.event_names.setdefault(event, len(scan.event_names)))
                 scan.dag_codes.append(scan.dag_names.setdefault(dag, len(scan.dag_names)))
                 chunk.append((line, dag, values, cells))  # type: ignore[arg-type]
-                if line > start and _runs_on(cells):
+                if runs_on:
                     tail = (len(scan.hashes) - 1, start, line, cols.header[-1])
                     tail_id = rid
                 if len(chunk) >= self.chunk_rows:
