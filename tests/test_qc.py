@@ -473,3 +473,32 @@ def test_combined_index_pools_centers(tmp_path):
     stage_qc(*inputs["b"], tmp_path / "qc" / "uc1" / "b", center="b", weights={"range": 1})
     with pytest.raises(ConfigError, match="different weights"):
         write_qc_index(paths, str(index))
+
+
+# -- streaming (issue 11.9): chunks of any size give the same bytes --------------------------------------------------
+def test_chunked_qc_writes_the_same_files_as_one_chunk(tmp_path, compiled):
+    """An export with duplicates, rejects, branching and three DAGs; a tiny chunk size against one chunk."""
+    from oncofhir.demo import generate
+    from oncofhir.pipeline import stage_ingest
+
+    dd = compiled["uc45"]
+    assert any(f.branching for f in dd.fields.values())
+    lines = generate(dd, "hospital_a", 120, seed=11).split("\n")
+    for k in range(1, len(lines) - 1, 3):  # three DAGs, interleaved
+        lines[k] = lines[k].replace(",hospital_a,", ",north," if k % 2 else ",south,", 1)
+    lines.insert(7, "broken,row")  # a ragged row: rejected
+    export = tmp_path / "export.csv"
+    export.write_text("\n".join(lines), encoding="utf-8")
+    compiled_json = tmp_path / "dd.json"
+    compiled_json.write_text(dd.to_json(), encoding="utf-8")
+    records = tmp_path / "records.csv"
+    report = stage_ingest(compiled_json, export, records, tmp_path / "rejects.tsv", tmp_path / "report.json")
+    assert report["rejected"] >= 4 and len(report["data_access_groups"]) == 3
+    options = {"min_record_score": 75, "min_type_scores": {"mandatory_req": 60, "branching": 100}}
+    one = stage_qc(compiled_json, records, tmp_path / "one", center="c", **options)
+    small = stage_qc(compiled_json, records, tmp_path / "small", center="c", chunk_rows=2, **options)
+    assert one == small
+    assert one["excluded"] > 0 and one["failures"] > 0
+    for name in OUTPUTS:
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+        assert (tmp_path / "small" / name).stat().st_mode & 0o777 == 0o600

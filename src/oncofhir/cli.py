@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from . import __version__
 from .errors import OncofhirError
@@ -344,13 +346,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def open_log(path: str) -> TextIO:
+    """Open a stage's log for writing, owner-only (0600) like every plaintext output: a log holds what the stage
+    printed and any traceback, which may name record ids. An existing log is truncated and made 0600 too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 def _run_logged(args: argparse.Namespace) -> int:
     """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line."""
     import contextlib
     import traceback
 
     terminal = sys.stderr
-    with open(args.log, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open_log(args.log) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             return args.func(args)
         except OncofhirError as exc:

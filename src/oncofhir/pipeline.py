@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .deposit.pseudonym import PSEUDONYM_SYSTEM
 from .dictionary import load_compiled
 from .errors import OncofhirError
-from .ingest import Records, Reject, ingest_export, read_records, read_rejects, write_records, write_rejects
+from .ingest import Records, Reject, ingest_to_files, read_records, read_rejects
 from .io_utils import write_private, write_text_atomic
 
 if TYPE_CHECKING:
@@ -61,15 +61,12 @@ def stage_ingest(
     *,
     require_complete: bool = False,
 ) -> dict[str, Any]:
-    """Read a center's export; write the normalised records, the rejects and a JSON report."""
+    """Read a center's export, streaming; write the normalised records, the rejects and a JSON report."""
     dd = load_compiled(compiled_json)
-    result = ingest_export(export, dd, require_complete=require_complete)
-    for p in (records_out, rejects_out, report_out):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
-    write_records(result.records, records_out)
-    write_rejects(result.rejects, rejects_out)
-    write_private(report_out, _dump(result.report))
-    return result.report
+    report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
+    Path(report_out).parent.mkdir(parents=True, exist_ok=True)
+    write_private(report_out, _dump(report))
+    return report
 
 
 def stage_fhir(

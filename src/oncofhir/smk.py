@@ -11,13 +11,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .cli import open_log
 from .errors import OncofhirError
 
 
 def run(snakemake: Any, stage: Callable[[], Any]) -> None:
     """Run ``stage()`` with stderr going to the rule's log; exit 1 with a readable message on failure."""
     log_path = snakemake.log[0]
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open_log(log_path) as log:  # 0600: a log may name record ids
         sys.stderr = log
         try:
             result = stage()

@@ -156,12 +156,12 @@ def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
     parts = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">Dictionary {_e(qc.use_case)} version {_e(qc.dictionary_version)}; '
-        f"{len(qc.result.checks)} checks; {_e(NO_CHECKS_TEXT[qc.no_checks])}.</p>",
+        f"{len(qc.checks)} checks; {_e(NO_CHECKS_TEXT[qc.no_checks])}.</p>",
         '<div class="cards">',
         f'<div class="card">records<b>{qc.n_records}</b></div>',
         f'<div class="card">score<b>{_e(pct(total.score))}</b></div>',
         f'<div class="card">failed checks<b>{summary["failures"]}</b></div>',
-        f'<div class="card">passed the gate<b>{int(gate.passed.sum())}</b></div>',
+        f'<div class="card">passed the gate<b>{gate.passed}</b></div>',
         f'<div class="card">excluded from FHIR<b>{gate.excluded}</b></div>',
         "</div>",
         "<h2>Scores (Table 2)</h2>",
@@ -221,16 +221,10 @@ def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
         f"<p>Records go on to FHIR when their score is at least {gate.min_record_score:g} and every type minimum "
         f"is met (type minimums: {_e(minimums)}). {gate.excluded} excluded; full list in <code>gate.tsv</code>.</p>"
     )
-    excluded = [i for i in range(qc.n_records) if not gate.passed[i]][:EXCLUDED_PREVIEW]
+    excluded = qc.excluded_preview[:EXCLUDED_PREVIEW]
     if excluded:
-        parts.append(
-            _table(
-                ["Row", "Record", "Score", "Reason"],
-                [(qc.row_numbers[i], qc.record_ids[i], pct(float(qc.scores[i])), gate.reasons[i]) for i in excluded],
-                {0, 2},
-            )
-        )
-    rows = qc.failure_rows(FAILURE_PREVIEW)
+        parts.append(_table(["Row", "Record", "Score", "Reason"], excluded, {0, 2}))
+    rows = qc.failures_preview[:FAILURE_PREVIEW]
     parts.append("<h2>Failures, record by record</h2>")
     parts.append(
         f'<p class="note">The first {len(rows)} of {summary["failures"]} failed checks; all of them are in '
