@@ -79,6 +79,9 @@ def encrypt_center(root: Path, center: str, ring: dict[str, Path], **kwargs) -> 
     bundles = root / "fhir" / "uc1" / center
     out, man = root / "ega" / "uc1" / center, root / "ega" / "uc1" / f"{center}.manifest.tsv"
     kwargs.setdefault("recipients", [str(ring["ega.pub"]), str(ring["consortium.pub"])])
+    summary = root / "fhir" / "uc1" / f"{center}.summary.json"
+    if summary.exists():  # its secret fingerprint goes into the manifest
+        kwargs.setdefault("fhir_summary", summary)
     result = stage_encrypt(bundles, bundles.with_suffix(".ndjson"), out, man, use_case="uc1", center=center, **kwargs)
     return out, man, result
 

@@ -1,7 +1,8 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
-Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data.
-User errors print one readable message (file, row, column, value), never a traceback.
+Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources
+(no space left on the disk or quota, out of memory). User errors print one readable message (file, row, column,
+value), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import OncofhirError
+from .errors import OncofhirError, ResourceError
 
 DEFAULT_ONTOLOGIES = "resources/ontologies"
 
@@ -154,6 +155,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         sender_key=args.sender_key,
         threads=args.threads,
         index=args.index,
+        fhir_summary=args.fhir_summary,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -281,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--ndjson", required=True, help="the center's NDJSON")
     en.add_argument("--index", help="the FHIR index naming the NDJSON's bundles (without --bundle-dir)")
     en.add_argument("--bundle-dir", help="read one file per bundle from this folder instead of the NDJSON")
+    en.add_argument(
+        "--fhir-summary", help="the FHIR stage's summary.json: its secret fingerprint goes into the manifest"
+    )
     en.add_argument("--out-dir", required=True, help="<EGA root>/<use case>/<center>")
     en.add_argument("--manifest", required=True, help="the center's manifest TSV")
     en.add_argument("--use-case", required=True)
@@ -320,26 +325,77 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OncofhirError as exc:
             print(f"oncofhir: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except (OSError, MemoryError) as exc:
+            error = _resource_error(exc)
+            if error is None:
+                raise
+            print(f"oncofhir: error: {error}", file=sys.stderr)
+            return error.exit_code
     return _run_logged(args)
 
 
+def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
+    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
+    from .io_utils import no_space
+
+    if isinstance(exc, MemoryError):
+        return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
+    if isinstance(exc, OSError):
+        return no_space(exc, path or "the output file system")
+    return None
+
+
 def _run_logged(args: argparse.Namespace) -> int:
-    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line."""
+    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line.
+
+    A full disk can break the log itself (opening, writing or closing it): that too is one line on the terminal,
+    exit code 5, never a traceback."""
     import contextlib
     import traceback
 
     terminal = sys.stderr
-    with open(args.log, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+
+    def fail(error: OncofhirError) -> int:
+        with contextlib.suppress(OSError):
+            print(f"oncofhir: error: {error}", file=log)
+        terminal.write(f"oncofhir: error: {error}\n(log: {args.log})\n")
+        return error.exit_code
+
+    try:
+        log = open(args.log, "w", encoding="utf-8")  # noqa: SIM115 (closed below; a full disk can fail the close)
+    except OSError as exc:
+        error = _resource_error(exc, args.log)
+        if error is None:
+            raise
+        terminal.write(f"oncofhir: error: {error}\n")
+        return error.exit_code
+    code = None
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                code = args.func(args)
+            except OncofhirError as exc:
+                code = fail(exc)
+            except Exception as exc:
+                error = _resource_error(exc, args.log)
+                if error is not None:
+                    code = fail(error)
+                else:
+                    with contextlib.suppress(OSError):
+                        traceback.print_exc(file=log)
+                    terminal.write(f"oncofhir: internal error, see {args.log}\n")
+                    code = 1
+    finally:
         try:
-            return args.func(args)
-        except OncofhirError as exc:
-            print(f"oncofhir: error: {exc}", file=log)
-            terminal.write(f"oncofhir: error: {exc}\n(log: {args.log})\n")
-            return exc.exit_code
-        except Exception:
-            traceback.print_exc(file=log)
-            terminal.write(f"oncofhir: internal error, see {args.log}\n")
-            return 1
+            log.close()
+        except OSError as exc:  # the log's last block could not be written
+            error = _resource_error(exc, args.log)
+            if error is None or code is None:
+                raise
+            if code == 0:
+                terminal.write(f"oncofhir: error: {error}\n")
+                code = error.exit_code
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,8 +10,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from oncofhir.deposit.keys import load_private_key, load_recipients
-from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
 
@@ -195,3 +196,26 @@ def get_hl7_outcome(wildcards):
     return (
         f"{RESULTS}/validation/{wildcards.use_case}/{wildcards.center}/hl7_outcome.json"
     )
+
+
+# ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _check_secret_unchanged():
+    """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
+    stage is rerun (--forcerun fhir, or --forceall). Only in the main process: cluster jobs run mid-change.
+    """
+    settings = workflow.dag_settings
+    forced = settings is not None and (settings.forceall or "fhir" in settings.forcerun)
+    summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
+    secret = load_secret(allow_demo=DEPOSIT["demo_keys"])
+    problem = changed_secret(secret, summaries)
+    if problem and not forced:
+        raise WorkflowError(problem)
+
+
+if workflow.check_envvars and workflow.is_main_process:
+    _check_secret_unchanged()
+
+
+onstart:
+    # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
+    prepare_results(RESULTS)
