@@ -114,9 +114,9 @@ def write_center_export(compiled_json: str | Path, out: str | Path, *, center: s
     dd = load_compiled(compiled_json)
     text = generate(dd, center, records, seed)
     write_private(out, text.encode("utf-8"))  # synthetic, but shaped like patient data: treated like it
-    for folder in (Path(out).parent, Path(out).parent.parent):  # <demo folder>/<use case>/, made by Snakemake
-        if folder.stat().st_uid == os.geteuid():
-            os.chmod(folder, DIR_MODE)
+    folder = Path(out).parent  # <demo folder>/<use case>/, made by Snakemake with the umask's 0755
+    if folder.resolve() != Path.cwd().resolve() and folder.stat().st_uid == os.geteuid():
+        os.chmod(folder, DIR_MODE)
     return records
 
 
