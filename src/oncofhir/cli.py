@@ -336,11 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
     """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
-    from .io_utils import no_space
-
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError):  # first, and without an import: memory is short
         return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
     if isinstance(exc, OSError):
+        from .io_utils import no_space
+
         return no_space(exc, path or "the output file system")
     return None
 

@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -199,16 +200,28 @@ def get_hl7_outcome(wildcards):
 
 
 # ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _forcing_fhir():
+    """Whether this run reruns every center's FHIR stage (--forcerun fhir, -R fhir, --forceall)."""
+    settings = workflow.dag_settings
+    if settings is not None:
+        return settings.forceall or "fhir" in settings.forcerun
+    # Snakemake hands the command line's DAG settings to the workflow only after parsing the Snakefile
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(args.forceall) or "fhir" in (args.forcerun or ())
+
+
 def _check_secret_unchanged():
     """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
-    stage is rerun (--forcerun fhir, or --forceall). Only in the main process: cluster jobs run mid-change.
+    stage is rerun. Only in the main process: cluster jobs run while the summaries change.
     """
-    settings = workflow.dag_settings
-    forced = settings is not None and (settings.forceall or "fhir" in settings.forcerun)
     summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
-    secret = load_secret(allow_demo=DEPOSIT["demo_keys"])
-    problem = changed_secret(secret, summaries)
-    if problem and not forced:
+    problem = changed_secret(load_secret(allow_demo=DEPOSIT["demo_keys"]), summaries)
+    if problem and not _forcing_fhir():
         raise WorkflowError(problem)
 
 
