@@ -296,20 +296,34 @@ def test_the_secret_fingerprint_is_recorded_and_a_changed_secret_stops_the_workf
 # ------------------------------------------------------------------------------------------ out of resources
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs (needs root and mount permission; skipped otherwise)."""
-    where = tmp_path / "disk"
+def _mount_tmpfs(where: Path, options: str):
+    """Mount a small tmpfs at ``where`` (needs root and mount permission; the test is skipped otherwise)."""
     where.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(where)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.decode().strip()}")
     try:
         yield where
     finally:
         subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs."""
+    yield from _mount_tmpfs(tmp_path / "disk", "size=1M")
+
+
+@pytest.fixture
+def no_inodes_disk(tmp_path: Path):
+    """A tmpfs where no file can be created: its few inodes are used up."""
+    for where in _mount_tmpfs(tmp_path / "disk", "size=1M,nr_inodes=4"):
+        with pytest.raises(OSError, match="No space left on device"):
+            for k in range(10):
+                (where / f"f{k}").touch()
+        yield where
 
 
 def _ingest_command(dictionary: Path, export: Path, out: Path, *log: str) -> list[str]:
@@ -368,3 +382,19 @@ def test_out_of_memory_is_one_line_exit_5(tmp_path: Path) -> None:
     expected = "oncofhir: error: out of memory: give the job more memory (or split the export) and rerun\n"
     assert (done.returncode, done.stderr) == (5, expected)
     assert not out.exists() or not list(out.rglob("*.csv"))
+
+
+def test_a_log_that_cannot_be_created_on_a_full_disk_is_one_line_exit_5(
+    tmp_path: Path, no_inodes_disk: Path, compiled
+) -> None:
+    dictionary, _ = _ingested(tmp_path, compiled, 5)
+    log = no_inodes_disk / "ingest.log"
+    done = subprocess.run(
+        _ingest_command(dictionary, tmp_path / "export.csv", tmp_path / "out", "--log", str(log)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    expected = f"oncofhir: error: no space left on {log}: free some space there and rerun\n"
+    assert (done.returncode, done.stderr) == (5, expected)
+    assert not (tmp_path / "out").exists()
