@@ -293,6 +293,29 @@ def test_the_secret_fingerprint_is_recorded_and_a_changed_secret_stops_the_workf
         assert f"Building FHIR bundles for uc1/{center}" in planned.stdout + planned.stderr
 
 
+def test_the_workflow_sweeps_stale_temp_files_under_results_before_its_first_job(workflow_run: Run) -> None:
+    """A killed job's temp file of a center no longer in the sheet (no stage of it will run again) is removed by
+    the next run that has any job to do; a live writer's temp file stays."""
+    folder = workflow_run.results / "fhir" / "uc1"
+    host = temp_path(folder / "x").name.split(".oncofhir-tmp-")[1].rsplit("-", 1)[0]
+    stale = folder / f".gone.ndjson.oncofhir-tmp-{host}-{_dead_pid()}"
+    stale_dir = workflow_run.results / "ega" / "uc1" / f".gone.oncofhir-tmp-{host}-{_dead_pid()}"
+    stale_dir.mkdir()
+    (stale_dir / "psn-x.json.c4gh").write_bytes(b"x")
+    stale.write_bytes(b'{"resourceType": "Bundle"}\n')
+    writer = subprocess.Popen(["sleep", "60"])
+    try:
+        live = folder / f".other.ndjson.oncofhir-tmp-{host}-{writer.pid}"
+        live.write_bytes(b"")
+        done = workflow_run.snakemake(SECRET, "--forcerun", "run_summary")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (stale.exists(), stale_dir.exists(), live.exists()) == (False, False, True)
+    finally:
+        writer.kill()
+        writer.wait()
+        live.unlink()
+
+
 # ------------------------------------------------------------------------------------------ out of resources
 
 
