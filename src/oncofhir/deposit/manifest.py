@@ -241,10 +241,10 @@ def verify(
         listed.add(row["file"])
         by_center[(row["use_case"], row["center"])].append(tuple(row.values()))
         problems += _check_row(row, line)
-        path = root / row["file"]
+        path = os.path.join(root, row["file"])  # a string: pathlib costs ~20 us a row, 0.4 s per 20,000
         if not checksums and keys is None:
             try:
-                size = path.stat().st_size
+                size = os.stat(path).st_size
             except OSError as exc:
                 problems.append(f"{row['file']}: cannot open ({exc.strerror})")
                 continue
@@ -277,12 +277,12 @@ def verify(
         problems.append(mixed_secrets_message(secrets))
     merged = not Path(manifest_path).name.endswith(".manifest.tsv")
     problems += _reconcile(root, by_center, merged)
-    folders = {Path(f).parent for f in listed}
+    folders = {f.rpartition("/")[0] for f in listed}
     for folder in sorted(folders):
         if not (root / folder).is_dir():
             continue
         for entry in os.scandir(root / folder):
-            rel = str(folder / entry.name)
+            rel = f"{folder}/{entry.name}" if folder else entry.name
             if entry.name.endswith(C4GH_SUFFIX) and rel not in listed:
                 problems.append(f"{rel}: encrypted file not listed in the manifest")
     return problems
