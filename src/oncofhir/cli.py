@@ -377,7 +377,7 @@ def _run_logged(args: argparse.Namespace) -> int:
             except OncofhirError as exc:
                 code = fail(exc)
             except Exception as exc:
-                error = _resource_error(exc, args.log)
+                error = _resource_error(exc)  # outputs written through io_utils name their file themselves
                 if error is not None:
                     code = fail(error)
                 else:
