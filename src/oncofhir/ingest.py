@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from .dictionary.compiled import CompiledDictionary
 from .errors import InputDataError
-from .io_utils import DIR_MODE, private_writer, write_private
+from .io_utils import DIR_MODE, no_space, private_writer, write_private
 
 DAG = "redcap_data_access_group"
 EVENT = "redcap_event_name"
@@ -659,6 +659,11 @@ def ingest_to_files(
             with private_writer(records_out) as out:
                 out.write(_header_line(ing.cols.out))
                 spool.copy_to(out, set(drop))
+        except OSError as exc:  # the spool lives beside the records (same disk): a full disk is named by them
+            error = no_space(exc, records_out)
+            if error is None:
+                raise
+            raise error from None
         finally:
             spool.close()
     finally:

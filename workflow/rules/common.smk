@@ -13,8 +13,9 @@ from snakemake.utils import min_version, validate
 
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
-from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
 
@@ -227,3 +228,38 @@ def fhir_definitions_digest():
     for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json"):
         digest.update(Path(workflow.basedir, "resources", "fhir", name).read_bytes())
     return digest.hexdigest()
+
+
+# ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _forcing_fhir():
+    """Whether this run reruns every center's FHIR stage (--forcerun fhir, -R fhir, --forceall)."""
+    settings = workflow.dag_settings
+    if settings is not None:
+        return settings.forceall or "fhir" in settings.forcerun
+    # Snakemake hands the command line's DAG settings to the workflow only after parsing the Snakefile
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(args.forceall) or "fhir" in (args.forcerun or ())
+
+
+def _check_secret_unchanged():
+    """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
+    stage is rerun. Only in the main process: cluster jobs run while the summaries change.
+    """
+    summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
+    problem = changed_secret(load_secret(allow_demo=DEPOSIT["demo_keys"]), summaries)
+    if problem and not _forcing_fhir():
+        _stop(problem)
+
+
+if workflow.check_envvars and workflow.is_main_process:
+    _check_secret_unchanged()
+
+
+onstart:
+    # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
+    prepare_results(RESULTS)
