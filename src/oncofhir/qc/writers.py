@@ -1,16 +1,14 @@
 """Plain-text QC outputs: Table 2 (``scores.tsv``), per-record scores, the failure drill-down, the gate, JSON.
 
 They hold record ids and values (personal data), so every file is written 0600 and atomically
-(:func:`oncofhir.io_utils.write_private`). TSV cells escape backslash, tab, CR and LF as ``\\\\``, ``\\t``, ``\\r``,
-``\\n`` (the convention of ``rejects.tsv``), so a value can never break a line or a column.
+(:func:`oncofhir.io_utils.write_private`). Every TSV goes through :mod:`oncofhir.tsv`: cells are escaped (a value can
+never break a line or a column) and formula injection is neutralised (``failures.tsv`` goes back to the hospital).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io_utils import write_private
+from ..tsv import cell, cells, to_bytes
 from .assess import CenterQC
 from .model import FAIL
 from .scoring import ScoreTable, pct, weight_text
@@ -25,22 +24,6 @@ from .scoring import ScoreTable, pct, weight_text
 SCORES_COLUMNS = ["Dimension", "Type", "Fail", "Pass", "Total", "Weight", "Score"]
 FAILURES_COLUMNS = ["row", "record_id", "variable", "check", "type", "dimension", "value", "message"]
 GATE_COLUMNS = ["row", "record_id", "score", "passed", "reason"]
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_SPECIAL = re.compile(r"[\\\t\n\r]")
-
-
-def cell(text: object) -> str:
-    """One TSV cell, escaped."""
-    return str(text).translate(_ESCAPES)
-
-
-def _cells(values: list[str]) -> list[str]:
-    """Escape a column of cells, translating only the few that need it."""
-    return [v.translate(_ESCAPES) if _SPECIAL.search(v) else v for v in values]
-
-
-def _lines(rows: Iterable[Iterable[object]]) -> bytes:
-    return ("\n".join("\t".join(cell(c) for c in row) for row in rows) + "\n").encode("utf-8")
 
 
 def numbers(values: NDArray[np.float64]) -> list[str]:
@@ -55,10 +38,10 @@ def numbers(values: NDArray[np.float64]) -> list[str]:
 
 def table_tsv(table: ScoreTable) -> bytes:
     """Table 2 exactly: Dimension, Type, Fail, Pass, Total, Weight, Score; then the Total row."""
-    rows: list[list[object]] = [SCORES_COLUMNS]
-    for r in [*table.rows, table.total]:
-        rows.append([r.dimension, r.type, r.fail, r.passed, r.total, weight_text(r.weight), pct(r.score)])
-    return _lines(rows)
+    rows = [[r.dimension, r.type, r.fail, r.passed, r.total, weight_text(r.weight), pct(r.score)] for r in table.rows]
+    t = table.total
+    rows.append([t.dimension, t.type, t.fail, t.passed, t.total, weight_text(t.weight), pct(t.score)])
+    return to_bytes(SCORES_COLUMNS, rows)
 
 
 def scores_tsv(qc: CenterQC) -> bytes:
@@ -74,8 +57,8 @@ def records_tsv(qc: CenterQC) -> bytes:
     zeros = np.zeros(n, dtype=np.int32)
     cols: list[list[str]] = [
         [str(x) for x in qc.row_numbers],
-        _cells(qc.record_ids),
-        _cells(qc.dags),
+        cells(qc.record_ids),
+        cells(qc.dags),
         numbers(qc.scores),
     ]
     for t in types:
@@ -83,8 +66,7 @@ def records_tsv(qc: CenterQC) -> bytes:
         cols.append([str(x) for x in fail.tolist()])
         cols.append([str(x) for x in passed.tolist()])
         cols.append(numbers(qc.type_rates[t]))
-    body = ["\t".join(header), *("\t".join(parts) for parts in zip(*cols, strict=True))] if n else ["\t".join(header)]
-    return ("\n".join(body) + "\n").encode("utf-8")
+    return to_bytes(header, zip(*cols, strict=True) if n else [], ready=True)
 
 
 def failures_tsv(qc: CenterQC) -> bytes:
@@ -92,9 +74,9 @@ def failures_tsv(qc: CenterQC) -> bytes:
     result = qc.result
     checks = result.checks
     records, which = np.nonzero((result.status == FAIL).T)  # row-major over records: sorted by record, then check
-    prefix = [f"{row}\t{rid}\t" for row, rid in zip(qc.row_numbers, _cells(qc.record_ids), strict=True)]
-    middle = [f"{cell(c.variable)}\t{cell(c.id)}\t{c.type}\t{c.dimension}\t" for c in checks]
-    suffix = [f"\t{cell(c.message)}" for c in checks]
+    prefix = [(str(row), rid) for row, rid in zip(qc.row_numbers, cells(qc.record_ids), strict=True)]
+    middle = [(cell(c.variable), cell(c.id), c.type, c.dimension) for c in checks]
+    suffix = [cell(c.message) for c in checks]
     # Values are escaped once per distinct value of each variable that has a failure.
     escaped: dict[str, list[str]] = {}
     codes: dict[str, list[int]] = {}
@@ -102,23 +84,28 @@ def failures_tsv(qc: CenterQC) -> bytes:
         var = checks[k].variable
         if var not in escaped:
             col = result.columns[var]
-            escaped[var], codes[var] = _cells(col.uniques), col.codes.tolist()
+            escaped[var], codes[var] = cells(col.uniques), col.codes.tolist()
     by_check = [(escaped.get(c.variable, []), codes.get(c.variable, [])) for c in checks]
-    out = ["\t".join(FAILURES_COLUMNS)]
-    append = out.append
-    for r, k in zip(records.tolist(), which.tolist(), strict=True):
-        values, value_codes = by_check[k]
-        append(prefix[r] + middle[k] + values[value_codes[r]] + suffix[k])
-    return ("\n".join(out) + "\n").encode("utf-8")
+    rows = (
+        (*prefix[r], *middle[k], by_check[k][0][by_check[k][1][r]], suffix[k])
+        for r, k in zip(records.tolist(), which.tolist(), strict=True)
+    )
+    return to_bytes(FAILURES_COLUMNS, rows, ready=True)
 
 
 def gate_tsv(qc: CenterQC) -> bytes:
     """Every record with its score and the gate's decision; ``reason`` names the scores that fell short."""
     gate = qc.gate
     passed = ["yes" if p else "no" for p in gate.passed.tolist()]
-    columns = zip(qc.row_numbers, _cells(qc.record_ids), numbers(qc.scores), passed, _cells(gate.reasons), strict=True)
-    lines = ["\t".join(GATE_COLUMNS), *(f"{r}\t{i}\t{s}\t{p}\t{why}" for r, i, s, p, why in columns)]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    rows = zip(
+        [str(r) for r in qc.row_numbers],
+        cells(qc.record_ids),
+        numbers(qc.scores),
+        passed,
+        cells(gate.reasons),
+        strict=True,
+    )
+    return to_bytes(GATE_COLUMNS, rows, ready=True)
 
 
 def dump_json(obj: Any) -> bytes:
