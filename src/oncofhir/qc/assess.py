@@ -41,6 +41,7 @@ class CenterQC:
     type_counts: dict[str, tuple[NDArray[np.int32], NDArray[np.int32]]]
     gate: GateResult
     per_check: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # variable -> code -> label (coded fields)
 
     @property
     def n_records(self) -> int:
@@ -71,6 +72,29 @@ class CenterQC:
             rid = self.record_ids[r]
             out.append((self.row_numbers[r], rid, c.variable, c.id, c.type, c.dimension, value, c.message))
         return out
+
+    def labelled(self, variable: str, value: str) -> str:
+        """``1 = Female`` for a coded value with a label; the value itself otherwise."""
+        label = self.labels.get(variable, {}).get(value)
+        return f"{value} = {label}" if label is not None else value
+
+    def hidden_conflicts(self) -> list[tuple[int, list[tuple[str, str]]]]:
+        """Per record with any (record index, [(variable, value)]): values present although the record's own answers
+        hide the field (failed ``branching`` checks).
+
+        The FHIR bundle leaves such a value out (right: the answers say it does not apply), so the contradiction
+        shows nowhere else; only the hospital can say which side is wrong.
+        """
+        rows = [k for k, c in enumerate(self.result.checks) if c.type == "branching"]
+        if not rows:
+            return []
+        status = self.result.status[rows]
+        records, which = np.nonzero((status == FAIL).T)
+        out: dict[int, list[tuple[str, str]]] = {}
+        for r, k in zip(records.tolist(), which.tolist(), strict=True):
+            variable = self.result.checks[rows[k]].variable
+            out.setdefault(r, []).append((variable, self.result.value(variable, r)))
+        return list(out.items())
 
     def groups(self) -> list[dict[str, Any]]:
         """Scores per REDCap data access group (the consortium tool's use case + group level)."""
@@ -140,6 +164,10 @@ class CenterQC:
             "groups": self.groups(),
             "per_check": self.per_check,
             "failures": int(sum(c["fail"] for c in self.per_check)),
+            "hidden_conflicts": {
+                "values": int(sum(c["fail"] for c in self.per_check if c["type"] == "branching")),
+                "records": len(self.hidden_conflicts()),
+            },
         }
 
 
@@ -168,6 +196,7 @@ def assess(
     no_checks: str,
     min_record_score: float,
     min_type_scores: dict[str, float],
+    labels: dict[str, dict[str, str]] | None = None,
 ) -> CenterQC:
     """Score ``result`` per record and per center, and apply the gate."""
     n = result.n_records
@@ -208,4 +237,5 @@ def assess(
         type_counts,
         gate,
         per_check,
+        labels or {},
     )

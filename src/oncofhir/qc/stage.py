@@ -27,7 +27,7 @@ from .model import DEFAULT_NO_CHECKS
 from .scoring import check_policy, resolve_weights, score_table
 from .writers import write_tables
 
-OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "qc.json", "report.html", "gate.tsv")
+OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "send_back.tsv", "qc.json", "report.html", "gate.tsv")
 
 
 def read_columns(records_csv: str | Path) -> tuple[list[int], list[str], dict[str, NDArray[np.object_]]]:
@@ -69,7 +69,7 @@ def stage_qc(
     center: str,
     no_checks: str = DEFAULT_NO_CHECKS,
 ) -> dict[str, Any]:
-    """Check one center's records against its dictionary; write the six QC outputs into ``out_dir``.
+    """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
     on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
@@ -94,6 +94,7 @@ def stage_qc(
         no_checks=policy,
         min_record_score=threshold,
         min_type_scores=minimums,
+        labels={f.name: f.choices for f in dd.fields.values() if f.choices},
     )
     out = private_dir(out_dir)
     summary = qc.summary()
@@ -110,8 +111,9 @@ def stage_qc(
     }
 
 
-def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
-    """The combined page: every center's scores, and each use case's score from its centers' pooled counts.
+def write_qc_index(qc_json_paths: list[str], out_html: str, *, min_score: float = 80.0) -> dict[str, Any]:
+    """The combined page: every center's scores, and each use case's score from its centers' pooled counts; a
+    center scoring below ``min_score`` (``qc.min_center_score``) is flagged.
 
     Centers of one use case must have been scored with the same weights and policy (one config), else pooling
     would mix incomparable numbers: that is an error.
@@ -153,7 +155,7 @@ def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
             }
         )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(out_path, index_page(centers, use_cases).encode("utf-8"))
+    write_private(out_path, index_page(centers, use_cases, min_score).encode("utf-8"))
     return {
         "centers": len(centers),
         "use_cases": {u["use_case"]: u["table"].total.score for u in use_cases},

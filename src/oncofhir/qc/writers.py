@@ -108,15 +108,37 @@ def gate_tsv(qc: CenterQC) -> bytes:
     return to_bytes(GATE_COLUMNS, rows, ready=True)
 
 
+SEND_BACK_COLUMNS = ["row", "record_id", "hidden_conflicts", "conflicting_values", "other_failures"]
+
+
+def send_back_tsv(qc: CenterQC) -> bytes:
+    """One line per record with something to send back to the hospital; records whose hidden values contradict
+    their own answers first (those values are left out of the bundles and appear nowhere else), then the others.
+
+    ``conflicting_values`` lists ``variable: value`` (``her2_fish: 1 = Positive``); ``other_failures`` counts the
+    record's other failed checks, which ``failures.tsv`` details.
+    """
+    conflicts = dict(qc.hidden_conflicts())
+    failed = (qc.result.status == FAIL).sum(axis=0).tolist()
+    order = sorted((r for r in range(qc.n_records) if failed[r]), key=lambda r: (r not in conflicts, r))
+    rows = []
+    for r in order:
+        values = conflicts.get(r, [])
+        text = "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)
+        rows.append((qc.row_numbers[r], qc.record_ids[r], len(values), text, failed[r] - len(values)))
+    return to_bytes(SEND_BACK_COLUMNS, rows)
+
+
 def dump_json(obj: Any) -> bytes:
     """Stable, readable JSON (sorted keys) so an unchanged input gives identical bytes."""
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def write_tables(qc: CenterQC, out_dir: Path, summary: dict[str, Any]) -> None:
-    """Write scores.tsv, records.tsv, failures.tsv, gate.tsv and qc.json (``summary``) into ``out_dir``."""
+    """Write scores.tsv, records.tsv, failures.tsv, send_back.tsv, gate.tsv and qc.json (``summary``)."""
     write_private(out_dir / "scores.tsv", scores_tsv(qc))
     write_private(out_dir / "records.tsv", records_tsv(qc))
     write_private(out_dir / "failures.tsv", failures_tsv(qc))
+    write_private(out_dir / "send_back.tsv", send_back_tsv(qc))
     write_private(out_dir / "gate.tsv", gate_tsv(qc))
     write_private(out_dir / "qc.json", dump_json(summary))
