@@ -64,7 +64,7 @@ def test_ingest_rejects_neutralise_hostile_ids(tmp_path: Path) -> None:
     export.write_text("\n".join([header, row, hostile, hostile]) + "\n", encoding="utf-8")
     stage_ingest(compiled, export, tmp_path / "r.csv", tmp_path / "rejects.tsv", tmp_path / "i.json")
     cells = [line.split("\t") for line in (tmp_path / "rejects.tsv").read_text().splitlines()[1:]]
-    assert [c[1] for c in cells] == ["'=HYPERLINK(\"http://evil/\")"] * 2
+    assert [c[1] for c in cells] == ['\'=HYPERLINK("http://evil/")'] * 2
 
 
 def test_qc_failures_neutralise_values_and_ids(tmp_path: Path) -> None:
