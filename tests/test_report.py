@@ -20,7 +20,12 @@ from oncofhir.validate.report import stage_validate
 
 
 def center(
-    root: Path, name: str, records: int, extra_column: bool = False, use_case: str = "uc3", text: str | None = None
+    root: Path,
+    name: str,
+    records: int,
+    extra_column: bool | str = False,
+    use_case: str = "uc3",
+    text: str | None = None,
 ) -> CenterReports:
     """Run ingest, QC, FHIR and validation on a seeded demo export (or ``text``), as the rules do."""
     compiled = root / f"{use_case}.json"
@@ -30,7 +35,8 @@ def center(
         text = generate(load_compiled(compiled), name, records, seed=11)
     if extra_column:  # a column the dictionary does not know: reported, to send back
         lines = text.splitlines()
-        text = "\n".join([lines[0] + ",<b>colour</b>"] + [line + ",red" for line in lines[1:]]) + "\n"
+        column = extra_column if isinstance(extra_column, str) else "<b>colour</b>"
+        text = "\n".join([f"{lines[0]},{column}"] + [line + ",red" for line in lines[1:]]) + "\n"
     export = root / "exports" / f"{name}.csv"
     export.parent.mkdir(parents=True, exist_ok=True)
     export.write_text(text, encoding="utf-8")
@@ -178,3 +184,19 @@ def test_hidden_value_conflicts_are_sent_back_first(tmp_path: Path) -> None:
         '1 record(s)</a>; <a href="../rejects/uc7/site_a.tsv">1 rejected row(s)</a>; '
         f'<a href="../qc/uc7/site_a/failures.tsv">{summary["failures"]} quality finding(s)</a></td></tr>'
     ) in page
+
+
+def test_run_summary_and_index_are_spreadsheet_safe(tmp_path: Path) -> None:
+    """A column name and a record id from an export are written so that a spreadsheet shows them as text."""
+    compiled = tmp_path / "uc3.json"
+    stage_compile(DICTIONARIES / "uc3", ONTOLOGIES, compiled)
+    lines = generate(load_compiled(compiled), "site_a", 3, seed=2).splitlines()
+    lines[1] = "@SUM(1+1)," + lines[1].split(",", 1)[1]
+    reports = center(tmp_path, "site_a", 0, extra_column="=HYPERLINK(1)", text="\n".join(lines) + "\n")
+    tsv = tmp_path / "report" / "run_summary.tsv"
+    write_run_summary([reports], tsv)
+    row = dict(zip(COLUMNS, tsv.read_text().splitlines()[1].split("\t"), strict=True))
+    assert row["unknown_columns"] == "'=HYPERLINK(1)"
+    index = (tmp_path / "fhir" / "uc3" / "site_a.index.tsv").read_text().splitlines()
+    assert index[1].split("\t")[:2] == ["'@SUM(1+1)", index[1].split("\t")[1]]
+    assert not index[1].split("\t")[1].startswith("'")  # the patient key names files: never changed

@@ -26,7 +26,6 @@ DEFAULT_MIN_CENTER_SCORE = 80.0
 COLUMNS = [
     "use_case",
     "center",
-    "dictionary_version",
     "rows_in",
     "records",
     "ingest_rejected",
@@ -34,9 +33,7 @@ COLUMNS = [
     "rejected_total",
     "reconciled",
     "qc_score",
-    "qc_below_minimum",
     "qc_excluded",
-    "hidden_conflicts",
     "resources",
     "absent_data_markers",
     "unknown_columns",
@@ -45,6 +42,10 @@ COLUMNS = [
     "validation_errors",
     "validation_warnings",
     "encrypted_files",
+    # added later: at the end, so positions of the columns above never change for readers of older files
+    "qc_below_minimum",
+    "hidden_conflicts",
+    "dictionary_version",
 ]
 
 
@@ -218,7 +219,8 @@ def write_site(files: list[str | Path], results: str | Path, out_dir: str | Path
     versions: dict[str, str] = {}
     if summary is not None:
         lines = [line.split("\t") for line in summary.read_text(encoding="utf-8").splitlines()]
-        versions = {row[0]: row[2] for row in lines[1:]}
+        column = lines[0].index("dictionary_version")
+        versions = {row[0]: row[column] for row in lines[1:]}
     landing = render("site_index.html.j2", title="oncofhir reports", dictionaries=versions, nav=[])
     (staging / "index.html").write_text(landing, encoding="utf-8")
     for source in map(Path, files):
