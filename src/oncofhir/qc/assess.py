@@ -42,6 +42,7 @@ class CenterQC:
     gate: GateResult
     per_check: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # variable -> code -> label (coded fields)
+    _conflicts: list[tuple[int, list[tuple[str, str]]]] | None = field(default=None, repr=False)
 
     @property
     def n_records(self) -> int:
@@ -85,8 +86,11 @@ class CenterQC:
         The FHIR bundle leaves such a value out (right: the answers say it does not apply), so the contradiction
         shows nowhere else; only the hospital can say which side is wrong.
         """
+        if self._conflicts is not None:  # the summary, send_back.tsv and the page all ask
+            return self._conflicts
         rows = [k for k, c in enumerate(self.result.checks) if c.type == "branching"]
         if not rows:
+            self._conflicts = []
             return []
         status = self.result.status[rows]
         records, which = np.nonzero((status == FAIL).T)
@@ -94,7 +98,8 @@ class CenterQC:
         for r, k in zip(records.tolist(), which.tolist(), strict=True):
             variable = self.result.checks[rows[k]].variable
             out.setdefault(r, []).append((variable, self.result.value(variable, r)))
-        return list(out.items())
+        self._conflicts = list(out.items())
+        return self._conflicts
 
     def groups(self) -> list[dict[str, Any]]:
         """Scores per REDCap data access group (the consortium tool's use case + group level)."""

@@ -119,14 +119,17 @@ def send_back_tsv(qc: CenterQC) -> bytes:
     record's other failed checks, which ``failures.tsv`` details.
     """
     conflicts = dict(qc.hidden_conflicts())
-    failed = (qc.result.status == FAIL).sum(axis=0).tolist()
-    order = sorted((r for r in range(qc.n_records) if failed[r]), key=lambda r: (r not in conflicts, r))
+    failed = (qc.result.status == FAIL).sum(axis=0)
+    with_failures = np.flatnonzero(failed).tolist()
+    order = [r for r in with_failures if r in conflicts] + [r for r in with_failures if r not in conflicts]
+    ids = qc.record_ids
+    counts = failed.tolist()
     rows = []
     for r in order:
-        values = conflicts.get(r, [])
-        text = "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)
-        rows.append((qc.row_numbers[r], qc.record_ids[r], len(values), text, failed[r] - len(values)))
-    return to_bytes(SEND_BACK_COLUMNS, rows)
+        values = conflicts.get(r, ())
+        text = cell("; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)) if values else ""
+        rows.append((str(qc.row_numbers[r]), cell(ids[r]), str(len(values)), text, str(counts[r] - len(values))))
+    return to_bytes(SEND_BACK_COLUMNS, rows, ready=True)
 
 
 def dump_json(obj: Any) -> bytes:
