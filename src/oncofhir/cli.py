@@ -1,6 +1,9 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
-User errors print one readable message (file, row, column, value), never a traceback.
+Exit codes (:data:`EXIT_CODES`, shown by ``oncofhir --help``): 0 success, 1 validation errors found (``validate``,
+``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (disk
+full, out of memory), 70 internal error (a bug). User errors print one readable message (file, row, column,
+value), never a traceback; an internal error prints one line, its traceback goes to the ``--log`` file only.
 """
 
 from __future__ import annotations
