@@ -42,6 +42,13 @@ def test_report_zip_holds_every_page_with_working_links(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     snakemake("--cores", "2", "--configfile", str(config))
+    issues = [
+        line.split("\t") for line in (tmp_path / "results/validation/uc7/site_b/issues.tsv").read_text().splitlines()
+    ]
+    index = [line.split("\t") for line in (tmp_path / "results/fhir/uc7/site_b.index.tsv").read_text().splitlines()]
+    by_bundle = {row[3]: (row[0], row[1]) for row in index[1:]}  # bundle id -> record id, pseudonym
+    assert issues[0][:4] == ["record_id", "pseudonym", "source", "bundle"] and len(issues) > 1
+    assert all((row[0], row[1]) == by_bundle[row[3]] and row[1].startswith("psn-") for row in issues[1:])
     report = tmp_path / "report.zip"
     snakemake("--report", str(report), "--configfile", str(config))
 

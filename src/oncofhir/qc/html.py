@@ -165,17 +165,21 @@ def failure_rows(qc: CenterQC) -> Markup:
         for row, rid in zip(qc.row_numbers, qc.record_ids, strict=True)
     ]
     middles = [f"<td>{_e(c.variable)}</td><td>{_e(c.id)}</td><td>" for c in result.checks]
-    values: dict[str, tuple[list[str], list[int]]] = {}
+    # Each distinct value is labelled and escaped once, and only if some failure shows it.
+    codes: dict[str, list[int]] = {}
     for k in set(which.tolist()):
         var = result.checks[k].variable
-        if var not in values:
-            col = result.columns[var]
-            values[var] = [_e(qc.labelled(var, u)) for u in col.uniques], col.codes.tolist()
-    by_check = [values.get(c.variable, ([], [])) for c in result.checks]
-    rows = [
-        heads[r] + middles[k] + by_check[k][0][by_check[k][1][r]] + "</td></tr>\n"
-        for r, k in zip(records.tolist(), which.tolist(), strict=True)
-    ]
+        if var not in codes:
+            codes[var] = result.columns[var].codes.tolist()
+    shown: dict[tuple[str, int], str] = {}
+    rows = []
+    for r, k in zip(records.tolist(), which.tolist(), strict=True):
+        var = result.checks[k].variable
+        key = (var, codes[var][r])
+        text = shown.get(key)
+        if text is None:
+            text = shown[key] = _e(qc.labelled(var, result.columns[var].uniques[key[1]]))
+        rows.append(heads[r] + middles[k] + text + "</td></tr>\n")
     return Markup("".join(rows))  # noqa: S704 (every value in it went through _e)
 
 
