@@ -94,8 +94,9 @@ def test_help_documents_the_exit_codes() -> None:
         [sys.executable, "-m", "oncofhir.cli", "--help"], capture_output=True, text=True, check=True
     )
     assert EXIT_CODES in result.stdout
-    assert "  5   out of resources (disk full, out of memory)\n" in result.stdout
+    assert "  5   out of resources (disk full or quota, out of memory)\n" in result.stdout
     assert "  70  internal error" in result.stdout
+    assert "  130 interrupted (Ctrl-C)\n" in result.stdout
 
 
 def test_errors_found_is_exit_1(tmp_path: Path, capsys) -> None:

@@ -1,27 +1,28 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
 Exit codes (:data:`EXIT_CODES`, shown by ``oncofhir --help``): 0 success, 1 validation errors found (``validate``,
-``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (disk
-full, out of memory), 70 internal error (a bug). User errors print one readable message (file, row, column,
-value), never a traceback; an internal error prints one line, its traceback goes to the ``--log`` file only.
+``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (no space
+left on the disk or quota, out of memory), 70 internal error (a bug), 130 interrupted (Ctrl-C). User errors print one
+readable message (file, row, column, value), never a traceback; an internal error prints one line, its traceback goes
+to the ``--log`` file only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from . import __version__
-from .errors import ConfigError, OncofhirError
+from .errors import ConfigError, OncofhirError, ResourceError
 from .paths import DICTIONARIES, ONTOLOGIES
 
 # The dictionaries and ontology tables bundled with the package (oncofhir.paths): the defaults work from any folder.
 DEFAULT_DICTIONARIES = str(DICTIONARIES)
 DEFAULT_ONTOLOGIES = str(ONTOLOGIES)
-EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug
 EXIT_CODES = """\
 exit codes:
   0   success
@@ -29,8 +30,9 @@ exit codes:
   2   usage or configuration error
   3   dictionary error (data dictionary, mapping or ontology table)
   4   input data error (an export, records or bundles that cannot be read)
-  5   out of resources (disk full, out of memory)
+  5   out of resources (disk full or quota, out of memory)
   70  internal error (a bug: the traceback goes to the --log file, one line to the terminal)
+  130 interrupted (Ctrl-C)
 """
 
 
@@ -54,8 +56,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_lint(args: argparse.Namespace) -> int:
     from .dictionary import compile_dictionary
+    from .dictionary.consistency import inconsistent_codings
 
     status = 0
+    compiled = []
     for directory in args.directories:
         try:
             dd = compile_dictionary(directory, args.ontologies)
@@ -63,11 +67,20 @@ def _cmd_lint(args: argparse.Namespace) -> int:
             print(f"FAIL {exc}", file=sys.stderr)
             status = 3
             continue
+        compiled.append(dd)
         coded = sum(1 for f in dd.fields.values() if f.choices)
         print(
             f"ok   {directory}: use case {dd.use_case} v{dd.version}, {len(dd.fields)} variables "
             f"({coded} coded), {len(dd.resources)} resource slots"
         )
+    if len(compiled) > 1:
+        problems = inconsistent_codings(compiled)
+        names = ", ".join(dd.use_case for dd in compiled)
+        if problems:
+            print(f"FAIL shared variables of {names}:" + "".join(f"\n  - {p}" for p in problems), file=sys.stderr)
+            status = 3
+        else:
+            print(f"ok   shared variables of {names}: the same answers have the same codes")
     return status
 
 
@@ -203,6 +216,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         sender_key=args.sender_key,
         threads=args.threads,
         index=args.index,
+        fhir_summary=args.fhir_summary,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -342,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--ndjson", required=True, help="the center's NDJSON")
     en.add_argument("--index", help="the FHIR index naming the NDJSON's bundles (without --bundle-dir)")
     en.add_argument("--bundle-dir", help="read one file per bundle from this folder instead of the NDJSON")
+    en.add_argument(
+        "--fhir-summary", help="the FHIR stage's summary.json: its secret fingerprint goes into the manifest"
+    )
     en.add_argument("--out-dir", required=True, help="<EGA root>/<use case>/<center>")
     en.add_argument("--manifest", required=True, help="the center's manifest TSV")
     en.add_argument("--use-case", required=True, help="use case (a folder level of the deposit)")
@@ -372,13 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit code of a run interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
+EXIT_INTERRUPTED = 130
+#: Exit code of an internal error (a bug): EX_SOFTWARE of sysexits.h.
+EXIT_INTERNAL = 70
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (the table in ``oncofhir --help``)."""
-    return run(build_parser().parse_args(argv))
+    """Entry point; returns the exit code. Ctrl-C (Snakemake sends SIGINT to every job when interrupted) ends with
+    one line and code 130, never a traceback; cleanup (``finally`` blocks, temp files) still runs."""
+    try:
+        return run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        sys.__stderr__.write("oncofhir: interrupted\n")
+        return EXIT_INTERRUPTED
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed command: a user error is one line and its code; anything else (a bug) is exit 70."""
+    """Run a parsed command: a user error or a full disk is one line and its code; anything else (a bug) is one
+    line and exit 70, its traceback only in the ``--log`` file."""
     if args.log:
         return _run_logged(args)
     try:
@@ -387,6 +416,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"oncofhir: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
+        error = _resource_error(exc)
+        if error is not None:
+            print(f"oncofhir: error: {error}", file=sys.stderr)
+            return error.exit_code
         print(f"oncofhir: internal error ({_one_line(exc)}); rerun with --log FILE for the details", file=sys.stderr)
         return EXIT_INTERNAL
 
@@ -397,23 +430,84 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def open_log(path: str) -> TextIO:
+    """Open a stage's log for writing, owner-only (0600) like every plaintext output: a log holds what the stage
+    printed and any traceback, which may name record ids. An existing log is truncated and made 0600 too, and its
+    folder 0700 like every folder of plaintext (:func:`oncofhir.io_utils.private_parents`)."""
+    from .io_utils import private_parents
+
+    private_parents(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
+    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
+    if isinstance(exc, MemoryError):  # first, and without an import: memory is short
+        return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
+    if isinstance(exc, OSError):
+        from .io_utils import no_space
+
+        return no_space(exc, path or "the output file system")
+    return None
+
+
 def _run_logged(args: argparse.Namespace) -> int:
-    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line."""
+    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line.
+
+    A full disk can break the log itself (opening, writing or closing it): that too is one line on the terminal,
+    exit code 5, never a traceback."""
     import contextlib
     import traceback
 
     terminal = sys.stderr
-    with open(args.log, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+
+    def fail(error: OncofhirError) -> int:
+        with contextlib.suppress(OSError):
+            print(f"oncofhir: error: {error}", file=log)
+        terminal.write(f"oncofhir: error: {error}\n(log: {args.log})\n")
+        return error.exit_code
+
+    try:
+        log = open_log(args.log)
+    except OSError as exc:
+        error = _resource_error(exc, args.log)
+        if error is None:
+            raise
+        terminal.write(f"oncofhir: error: {error}\n")
+        return error.exit_code
+    code = None
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                code = args.func(args)
+            except OncofhirError as exc:
+                code = fail(exc)
+            except KeyboardInterrupt:
+                with contextlib.suppress(OSError):
+                    print("oncofhir: interrupted", file=log)
+                raise
+            except Exception as exc:
+                error = _resource_error(exc)  # outputs written through io_utils name their file themselves
+                if error is not None:
+                    code = fail(error)
+                else:
+                    with contextlib.suppress(OSError):
+                        traceback.print_exc(file=log)
+                    terminal.write(f"oncofhir: internal error, see {args.log}\n")
+                    code = EXIT_INTERNAL
+    finally:
         try:
-            return args.func(args)
-        except OncofhirError as exc:
-            print(f"oncofhir: error: {exc}", file=log)
-            terminal.write(f"oncofhir: error: {exc}\n(log: {args.log})\n")
-            return exc.exit_code
-        except Exception:
-            traceback.print_exc(file=log)
-            terminal.write(f"oncofhir: internal error, see {args.log}\n")
-            return EXIT_INTERNAL
+            log.close()
+        except OSError as exc:  # the log's last block could not be written
+            error = _resource_error(exc, args.log)
+            if error is None or code is None:
+                raise
+            if code == 0:
+                terminal.write(f"oncofhir: error: {error}\n")
+                code = error.exit_code
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

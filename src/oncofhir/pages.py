@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -85,14 +86,24 @@ def dictionary_versions(versions: dict[str, str]) -> str:
     return f"dictionary {items}" if len(versions) == 1 else f"dictionaries {items}" if versions else "no dictionary"
 
 
+def _context(title: str, dictionaries: dict[str, str], context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": title,
+        "css": CSS,
+        "filter_script": FILTER_SCRIPT,
+        "run_date": run_date(),
+        "version": __version__,
+        "dictionaries": dictionary_versions(dictionaries),
+        **context,
+    }
+
+
 def render(template: str, *, title: str, dictionaries: dict[str, str], **context: Any) -> str:
     """A page from ``templates/<template>`` with the shared header (title, run date, version, dictionaries)."""
-    return _ENV.get_template(template).render(
-        title=title,
-        css=CSS,
-        filter_script=FILTER_SCRIPT,
-        run_date=run_date(),
-        version=__version__,
-        dictionaries=dictionary_versions(dictionaries),
-        **context,
-    )
+    return _ENV.get_template(template).render(_context(title, dictionaries, context))
+
+
+def stream(template: str, *, title: str, dictionaries: dict[str, str], **context: Any) -> Iterator[str]:
+    """As :func:`render`, in pieces as the template produces them: for a page whose context streams (the QC
+    center page's failure list), written without holding the page in memory."""
+    return _ENV.get_template(template).generate(_context(title, dictionaries, context))

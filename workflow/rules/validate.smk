@@ -5,10 +5,6 @@ rule validate:
         bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         ontologies=ontology_tables(),
-        definitions=[
-            f"{workflow.basedir}/resources/fhir/{name}"
-            for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json")
-        ],
         hl7=get_hl7_outcome,
     output:
         issues=f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.json",
@@ -21,6 +17,7 @@ rule validate:
     conda:
         ENV
     params:
+        definitions=fhir_definitions_digest(),
         fail_on_error=(
             "--fail-on-error"
             if config["validation"]["fail_on_error"]

@@ -9,15 +9,15 @@ from data, dictionaries or configuration through :func:`html.escape`, so a value
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from markupsafe import Markup
 
-from ..pages import render
-from .assess import CenterQC
+from ..pages import render, stream
+from .assess import CenterQC, ChunkQC, labelled
 from .model import FAIL, TYPES
 from .scoring import pct, weight_text
 
@@ -89,11 +89,14 @@ def histogram(counts: Sequence[int], edges: Sequence[int], title: str) -> Markup
     return Markup("".join(out))  # noqa: S704 (every value in it went through _e)
 
 
-def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
-    """The report of one center: hidden-value conflicts to send back first, Table 2 with its chart, score
-    distribution, groups, checks, gate, and every failure (filterable), coded values with their labels.
+def center_page(qc: CenterQC, failure_html: Iterable[str], summary: dict[str, Any] | None = None) -> Iterator[str]:
+    """The report of one center, in pieces to write as they come: hidden-value conflicts to send back first, Table 2
+    with its chart, score distribution, groups, checks, gate, and every failure (filterable), coded values with
+    their labels.
 
-    ``summary`` is ``qc.summary()`` when the caller already has it.
+    ``failure_html`` is every failure's table row (:func:`failure_rows` of each chunk, in order), typically read back
+    from a temporary file, so the page's longest part never sits in memory whole. ``summary`` is ``qc.summary()``
+    when the caller already has it.
     """
     summary = summary or qc.summary()
     total = qc.table.total
@@ -107,24 +110,22 @@ def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
     hist = summary["record_scores"]["histogram"]
     groups = summary["groups"]
     failing = sorted((c for c in qc.per_check if c["fail"]), key=lambda c: (-c["fail"], c["id"]))
-    excluded = [i for i in range(qc.n_records) if not gate.passed[i]][:EXCLUDED_PREVIEW]
     conflicts = [
-        (qc.row_numbers[r], qc.record_ids[r], "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values))
-        for r, values in qc.hidden_conflicts()
+        (row, rid, "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)) for row, rid, values in qc.conflicts
     ]
-    return render(
+    return stream(
         "qc_center.html.j2",
         title=f"Data quality: {qc.use_case} / {qc.center}",
         dictionaries={qc.use_case: qc.dictionary_version},
         nav=[("../../index.html", "all centers (QC index)"), ("../../../report/index.html", "run report")],
-        checks=len(qc.result.checks),
+        checks=len(qc.checks),
         no_checks_text=NO_CHECKS_TEXT[qc.no_checks],
         card_items=[
             ("records", qc.n_records),
             ("score", pct(total.score)),
             ("failed checks", summary["failures"]),
             ("hidden-value conflicts", summary["hidden_conflicts"]["values"]),
-            ("passed the gate", int(gate.passed.sum())),
+            ("passed the gate", gate.passed),
             ("excluded from FHIR", gate.excluded),
         ],
         conflicts=conflicts,
@@ -146,23 +147,24 @@ def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
         gate_min=f"{gate.min_record_score:g}",
         gate_types=", ".join(f"{k} ≥ {v:g}" for k, v in gate.min_type_scores.items()) or "none",
         excluded_count=gate.excluded,
-        excluded=[(qc.row_numbers[i], qc.record_ids[i], pct(float(qc.scores[i])), gate.reasons[i]) for i in excluded],
+        excluded=qc.excluded_preview[:EXCLUDED_PREVIEW],
         failure_count=summary["failures"],
-        failure_rows=failure_rows(qc),
+        failure_rows=(Markup(part) for part in failure_html),  # noqa: S704 (made by failure_rows: escaped)
     )
 
 
-def failure_rows(qc: CenterQC) -> Markup:
-    """Every failed check as a table row (row, record, variable, check, labelled value), record by record.
+def failure_rows(chunk: ChunkQC, labels: dict[str, dict[str, str]]) -> str:
+    """Every failed check of a chunk as escaped table rows (row, record, variable, check, labelled value), record by
+    record; ``labels`` is variable -> code -> label.
 
     Built here rather than in the template: a 20,000-record center has ~100,000 failures, and joining strings made
     once per record, check and distinct value is ~50 times faster than a template loop over every cell.
     """
-    result = qc.result
+    result = chunk.result
     records, which = np.nonzero((result.status == FAIL).T)
     heads = [
         f'<tr><td class="n">{row}</td><td>{_e(rid)}</td>'
-        for row, rid in zip(qc.row_numbers, qc.record_ids, strict=True)
+        for row, rid in zip(chunk.row_numbers, chunk.record_ids, strict=True)
     ]
     middles = [f"<td>{_e(c.variable)}</td><td>{_e(c.id)}</td><td>" for c in result.checks]
     # Each distinct value is labelled and escaped once, and only if some failure shows it.
@@ -178,9 +180,9 @@ def failure_rows(qc: CenterQC) -> Markup:
         key = (var, codes[var][r])
         text = shown.get(key)
         if text is None:
-            text = shown[key] = _e(qc.labelled(var, result.columns[var].uniques[key[1]]))
+            text = shown[key] = _e(labelled(labels, var, result.columns[var].uniques[key[1]]))
         rows.append(heads[r] + middles[k] + text + "</td></tr>\n")
-    return Markup("".join(rows))  # noqa: S704 (every value in it went through _e)
+    return "".join(rows)
 
 
 def _rate(fail: int, passed: int) -> float | None:

@@ -223,7 +223,7 @@ class ValidationContext:
         bare = dict(shell)
         if isinstance(shell.get("entry"), list):
             bare["entry"] = [_without_resource(e) for e in shell["entry"]]
-        issues = self.structure.check_bundle(bare)
+        issues = self.structure.check_bundle(bare) + _uuid_full_urls(bare)
         nodes = list(walk(self.defs, bare))
         issues += cardinality.check(self.defs, nodes)
         issues += self._shell_invariants(shell, nodes)
@@ -251,6 +251,31 @@ class ValidationContext:
                     if not outcome.passed:
                         issues.append(inv.issue(k, node.location, outcome.error))
         return issues
+
+
+def _uuid_full_urls(shell: dict[str, Any]) -> list[Issue]:
+    """A ``urn:uuid:`` fullUrl must be FHIR's ``uuid``: a UUID in lower-case hex (``urn:uuid:B727…`` is another URI).
+
+    Checked on the Bundle shell, where valid ones are already masked (so the check costs nothing per valid bundle and
+    its result is cached with the shell).
+    """
+    entries = shell.get("entry")
+    issues = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(url, str) and url[:9].lower() == "urn:uuid:" and not _URN_UUID.fullmatch(url):
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"entry[{i}].fullUrl",
+                    f"'{url}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex "
+                    "(8-4-4-4-12)",
+                    "uuid-format",
+                    "structure",
+                )
+            )
+    return issues
 
 
 def _element_checker(defs: Definitions) -> Any:
