@@ -206,15 +206,19 @@ def write_site(files: list[str | Path], results: str | Path, out_dir: str | Path
     ``snakemake --report report.zip`` embeds this folder as one browsable item (``htmlindex``): Snakemake keeps
     the folder's layout below its index, so every relative link of the pages keeps working. Files are hard links
     where the file system allows (no copy of a 20,000-patient failure list), copies otherwise; the folder is
-    owner-only, as the files are (they name record ids).
+    owner-only, as the files are (they name record ids), and so is every folder up to the results root. It is built
+    under an oncofhir temp name (removed when a killed job left it) and renamed into place.
     """
     import os
     import shutil
 
+    from .io_utils import DIR_MODE, clean_stale, private_parents, temp_path
+
     root, out = Path(results).resolve(), Path(out_dir)
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700, parents=True)
+    clean_stale(out)
+    staging = temp_path(out)
+    private_parents(staging)
+    staging.mkdir(mode=DIR_MODE)
     summary = next((Path(f) for f in files if Path(f).name == "run_summary.tsv"), None)
     versions: dict[str, str] = {}
     if summary is not None:
@@ -227,7 +231,7 @@ def write_site(files: list[str | Path], results: str | Path, out_dir: str | Path
         relative = source.resolve().relative_to(root)
         target = staging / relative
         for folder in reversed([*relative.parents][:-1]):
-            (staging / folder).mkdir(mode=0o700, exist_ok=True)
+            (staging / folder).mkdir(mode=DIR_MODE, exist_ok=True)
         try:
             os.link(source, target)
         except OSError:
