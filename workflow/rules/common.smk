@@ -191,6 +191,27 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_report_site_files():
+    """The pages of the run report and the QC, and every file they link to (rule report_site)."""
+    per = [
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
+        f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+    ]
+    files = [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/run_summary.tsv",
+        f"{RESULTS}/qc/index.html",
+    ]
+    for pattern in per:
+        files += per_center(pattern)
+    if DEPOSIT["enabled"]:
+        files += [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+    return files
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
     data = []
@@ -205,6 +226,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/site",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
