@@ -3,7 +3,12 @@
 # Usage: snakemake --cores N [--configfile my.yaml]. Documentation: README.md, config/README.md, docs/.
 
 
-configfile: "config/config.yaml"
+# The workflow's own defaults, found beside this Snakefile whatever the working directory (`snakemake -s
+# /path/to/Snakefile` from a data folder); --configfile files and --config values override them key by key.
+DEFAULT_CONFIGFILE = f"{workflow.basedir}/config/config.yaml"
+
+
+configfile: DEFAULT_CONFIGFILE
 
 
 include: "workflow/rules/common.smk"
@@ -18,6 +23,7 @@ localrules:
     unclaimed_groups,
     qc_index,
     run_summary,
+    report_site,
     all,
 
 

@@ -59,6 +59,10 @@ log "bringing up SLURM (accounting: $SLURM_ACCOUNTING)"
 "$REPO/.ci/slurm_up.sh"
 T_UP=$(date +%s)
 
+# The HTML pages print their run date: one fixed date (reproducible-builds convention) for both runs, so the
+# comparison below also holds across midnight.
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(date +%s)}"
+
 # ---------------------------------------------------------------- demo config in a scratch folder
 # Both runs write to the same paths ($WORK/run), one after the other; each run's outputs are then moved aside.
 rm -rf "$WORK"
@@ -71,10 +75,12 @@ from pathlib import Path
 import yaml
 
 repo, run = Path(sys.argv[1]), Path(sys.argv[2])
-cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text(encoding="utf-8"))
-demo = (repo / cfg["demo"]["folder"]).resolve()
+base = repo / "config"  # paths in a config file are relative to its folder (config/README.md)
+cfg = yaml.safe_load((base / "config.yaml").read_text(encoding="utf-8"))
+demo = (base / cfg["demo"]["folder"]).resolve()
+sheet = (base / cfg["centers"]).resolve()
 lines, header = [], None
-for line in (repo / cfg["centers"]).read_text(encoding="utf-8").splitlines():
+for line in sheet.read_text(encoding="utf-8").splitlines():
     if line.startswith("#") or not line.strip():
         lines.append(line)
         continue
@@ -83,12 +89,14 @@ for line in (repo / cfg["centers"]).read_text(encoding="utf-8").splitlines():
         header = cells
     else:
         i = header.index("export")
-        path = (repo / cells[i]).resolve()
+        path = (sheet.parent / cells[i]).resolve()
         if path.is_relative_to(demo):
             cells[i] = str(run / "demo" / path.relative_to(demo))
     lines.append("\t".join(cells))
 (run / "centers.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 cfg.update(centers=str(run / "centers.tsv"), results=str(run / "results"))
+for key in ("dictionaries", "ontologies"):
+    cfg[key] = str((base / cfg[key]).resolve())
 cfg["demo"]["folder"] = str(run / "demo")
 (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 PY

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: Original EuCanImage scripts, FHIR step only, one core, patients/s (REVIEW.md, "Baseline speed").
 ORIGINAL = {"uc1": 374, "uc3": 190, "uc45": 183, "uc68": 89, "uc7": 75}
 SEED = 1
-DEMO_SECRET = "oncofhir-demo-secret-NOT-for-real-data"
+BENCHMARK_SECRET = "benchmark-secret-not-the-demo-one"  # synthetic data only
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -204,15 +204,25 @@ def run_once(
         + "".join(f"{u}\t{c}\t{exports / u / c}.csv\tsynthetic, {n} patients\n" for (u, c), n in plan.items()),
         encoding="utf-8",
     )
+    # The exports are not the workflow's demo exports, so (as for real data) the demo keys and secret are refused:
+    # two recipient key pairs made here, as many as the demo's (EGA stand-in, consortium), and a benchmark secret.
+    from oncofhir.deposit.keys import generate_keypair
+
+    recipients = []
+    for name in ("ega", "consortium"):
+        generate_keypair(run / f"{name}.sec", run / f"{name}.pub")
+        recipients.append(str(run / f"{name}.pub"))
     config = run / "config.yaml"
-    config.write_text(f"centers: {sheet}\nresults: {run / 'results'}\ndemo:\n  folder: {run / 'demo'}\n")
+    config.write_text(
+        f"centers: {sheet}\nresults: {run / 'results'}\ndemo:\n  folder: {run / 'demo'}\n"
+        f"deposit: {{demo_keys: false, recipients: [{', '.join(recipients)}]}}\n"
+    )
 
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config)]
     print(f"running: {' '.join(cmd)}", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    # the public demo secret (the config keeps deposit.demo_keys on, so the demo keys are made and used)
-    env = {**os.environ, "ONCOFHIR_PSEUDONYM_KEY": DEMO_SECRET}
+    env = {**os.environ, "ONCOFHIR_PSEUDONYM_KEY": BENCHMARK_SECRET}
     with (run / "snakemake.log").open("w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         main_cpu = _follow_main_cpu(proc)

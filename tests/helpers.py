@@ -7,7 +7,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DICTIONARIES = REPO / "resources" / "dictionaries"
 ONTOLOGIES = REPO / "resources" / "ontologies"
-USE_CASES = ["uc1", "uc3", "uc45", "uc68", "uc7"]
+#: Every use case is a folder of resources/dictionaries holding a mapping.yaml: a sixth one is files only.
+USE_CASES = sorted(p.name for p in DICTIONARIES.iterdir() if (p / "mapping.yaml").is_file())
 
 
 def _shared_reference() -> Path | None:
@@ -18,6 +19,20 @@ def _shared_reference() -> Path | None:
 
 
 SHARED_REFERENCE = _shared_reference()
+
+
+def _covered(relative: str) -> list[str]:
+    """The use cases the reference material has ``relative`` (``{uc}`` filled in) for; all of them where the
+    material is absent (the tests that read it skip then)."""
+    if SHARED_REFERENCE is None:
+        return list(USE_CASES)
+    return [uc for uc in USE_CASES if (SHARED_REFERENCE / relative.format(uc=uc)).exists()]
+
+
+#: Use cases with published EuCanImage outputs (the parity tests); a new use case has none and is not compared.
+REFERENCE_USE_CASES = _covered("eucanimage-fhir/{uc}")
+#: Use cases the consortium's quality tool has a dummy export for.
+QUALITY_TOOLS_USE_CASES = _covered("quality-tools/dummy/{uc}.csv")
 
 
 def workflow_env(secret: str = "oncofhir-demo-secret-NOT-for-real-data", **extra: str) -> dict[str, str]:

@@ -211,7 +211,7 @@ def test_cli_log_keeps_the_error_readable_on_the_terminal(tmp_path: Path, compil
     out = [str(tmp_path / name) for name in ("r.csv", "rj.tsv", "rep.json")]
     args = ["--log", str(log), "ingest", "--dictionary", str(dictionary), "--export", str(bad)]
     code = main([*args, "--records", out[0], "--rejects", out[1], "--report", out[2]])
-    message = f"{bad}: record id column 'record_id' is missing (header starts: sex, age)"
+    message = f"{bad}: record id column 'record_id' is missing (the header names sex)"  # 'age' is not a column
     assert code == 4
     assert capsys.readouterr().err == f"oncofhir: error: {message}\n(log: {log})\n"
     assert log.read_text() == f"oncofhir: error: {message}\n"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import USE_CASES
+from helpers import QUALITY_TOOLS_USE_CASES
 
 from oncofhir.ingest import ingest_export
 from oncofhir.logic import parse
@@ -261,7 +261,7 @@ def _dummy(reference: Path, uc: str, dd, tmp_path: Path, edit=None):
 
 
 # -- the static comparison ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("uc", USE_CASES)
+@pytest.mark.parametrize("uc", QUALITY_TOOLS_USE_CASES)
 def test_sheet_versus_our_dictionary(uc, reference, compiled):
     """Which variables are required (and when), their codes, datatypes and ranges: every difference is listed."""
     dd = compiled[uc]
@@ -297,7 +297,7 @@ def test_sheet_versus_our_dictionary(uc, reference, compiled):
 
 
 # -- per record and rule: ours versus the correct reading -----------------------------------------------------------
-@pytest.mark.parametrize("uc", USE_CASES)
+@pytest.mark.parametrize("uc", QUALITY_TOOLS_USE_CASES)
 def test_dummy_export_every_rule_agrees_with_the_correct_reading(uc, reference, compiled, tmp_path):
     dd = compiled[uc]
     rules, branching = _sheets(reference, uc)
@@ -346,7 +346,7 @@ def _perturbed_export(reference: Path, uc: str, dd, rules, n: int, seed: int) ->
     return out.getvalue()
 
 
-@pytest.mark.parametrize("uc", USE_CASES)
+@pytest.mark.parametrize("uc", QUALITY_TOOLS_USE_CASES)
 def test_perturbed_exports_every_rule_agrees_with_the_correct_reading(uc, reference, compiled, tmp_path):
     """Hundreds of random records in the dummy's layout: the only differences are the listed dictionary ones."""
     dd = compiled[uc]
@@ -385,7 +385,7 @@ def _classify(uc, rule, rec, branching, lost) -> str:
     return "blank_counted_as_pass" if rec[rule.variable] == "" else "unexplained"
 
 
-@pytest.mark.parametrize("uc", USE_CASES)
+@pytest.mark.parametrize("uc", QUALITY_TOOLS_USE_CASES)
 def test_dummy_export_tool_disagreements_are_the_listed_ones(uc, reference, compiled, tmp_path):
     dd = compiled[uc]
     rules, branching = _sheets(reference, uc)

@@ -24,6 +24,7 @@ USE_CASES = ("uc1", "uc3")
 CENTERS = ("site_a", "site_b")
 RECORDS = 20
 SEED = 7
+REAL_SECRET = "a-real-secret-of-32-characters!!"  # real (not generated) exports: never the public demo secret
 
 # Runs Snakemake's command line in-process and records every job it schedules (dry run) or runs, from the
 # JOB_INFO events that logger plugins receive; writes {"exit": code, "jobs": [{"rule", "wildcards"}]} to argv[1].
@@ -67,7 +68,7 @@ def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     result = subprocess.run(
         [sys.executable, "-c", _RECORD_JOBS, str(record), "--configfile", str(config), *args],
         cwd=REPO,
-        env=workflow_env(),
+        env=workflow_env(REAL_SECRET),
         capture_output=True,
         text=True,
         timeout=300,
@@ -103,7 +104,11 @@ class Consortium:
             encoding="utf-8",
         )
         config = self.root / f"{name}.yaml"
-        config.write_text(f"centers: {sheet}\nresults: {self.root / 'results'}\n", encoding="utf-8")
+        config.write_text(
+            f"centers: {sheet}\nresults: {self.root / 'results'}\n"
+            f"deposit: {{demo_keys: false, recipients: [{self.root / 'keys' / 'ega.pub'}]}}\n",  # real exports
+            encoding="utf-8",
+        )
         return config
 
     def rows(self) -> list[list[str]]:
@@ -117,7 +122,11 @@ class Consortium:
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory, compiled) -> Consortium:
     """2 use cases x 2 centers with ordinary (not generated-by-the-workflow) exports, run once for real."""
+    from oncofhir.deposit.keys import generate_keypair
+
     root = tmp_path_factory.mktemp("rerun")
+    (root / "keys").mkdir()
+    generate_keypair(root / "keys" / "ega.sec", root / "keys" / "ega.pub")
     for use_case in USE_CASES:
         for center in CENTERS:
             path = root / "exports" / use_case / f"{center}.csv"

@@ -47,10 +47,18 @@ def test_workflow_reads_centers_from_a_combined_export(tmp_path: Path, compiled)
     (tmp_path / "centers.tsv").write_text(
         f"use_case\tcenter\texport\tdag\nuc1\tA\t{path}\tsite_a\nuc1\tB\t{path}\tsite_b\n", encoding="utf-8"
     )
+    from oncofhir.deposit.keys import generate_keypair
+
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n", encoding="utf-8")
+    cfg.write_text(  # a real (not generated) export: real keys and secret, never the demo ones
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n",
+        encoding="utf-8",
+    )
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)]
-    result = subprocess.run(cmd, cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=300)
+    env = workflow_env("a-real-secret-of-32-characters!!")
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = [line.split("\t") for line in (tmp_path / "results/report/run_summary.tsv").read_text().splitlines()]
     assert [row[:8] for row in summary[1:]] == [

@@ -14,7 +14,7 @@ from helpers import DICTIONARIES, ONTOLOGIES, REPO, USE_CASES
 
 from oncofhir.demo import generate
 from oncofhir.dictionary import load_compiled
-from oncofhir.errors import OncofhirError
+from oncofhir.errors import InputDataError, OncofhirError
 from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
 from oncofhir.validate import Issue, ValidationContext, validate_bundle
 from oncofhir.validate.profile import slot_uuids
@@ -455,9 +455,34 @@ def test_stage_writes_the_report(demo: dict[str, Path], tmp_path: Path):
     assert on_disk["line"].startswith("uc1/hospital_a: ")
     rows = json.loads((out / "issues.json").read_text())
     tsv = (out / "issues.tsv").read_text().splitlines()
-    assert len(tsv) == len(rows) + 1 and tsv[0].split("\t")[:4] == ["source", "bundle", "layer", "rule"]
+    assert len(tsv) == len(rows) + 1
+    assert tsv[0].split("\t")[:6] == ["record_id", "pseudonym", "source", "bundle", "layer", "rule"]
     assert sum(on_disk["by_severity"].values()) == len(rows)
     assert (out / "issues.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_issues_name_the_record_and_pseudonym(demo: dict[str, Path], tmp_path: Path):
+    """The NDJSON the issues point into is deleted once encrypted: each issue names its record id and pseudonym."""
+    out = tmp_path / "validation"
+    index = demo["uc7"] / "index.tsv"
+    stage_validate(demo["uc7"] / "dict.json", demo["uc7"] / "center.ndjson", out, fail_on_error=False, index=index)
+    first = index.read_text().splitlines()[1].split("\t")  # record_id, patient_key, file, bundle_id, resources
+    rows = [line.split("\t") for line in (out / "issues.tsv").read_text().splitlines()[1:]]
+    assert rows, "the uc7 demo has warnings"
+    mine = [r for r in rows if r[3] == first[3]]
+    assert mine and {(r[0], r[1], r[2]) for r in mine} == {(first[0], first[1], "center.ndjson:1")}
+    assert all(r[0] and r[1] for r in rows)  # every issue's bundle is in the index
+    issues = json.loads((out / "issues.json").read_text())
+    assert (issues[0]["record_id"], issues[0]["pseudonym"]) == (rows[0][0], rows[0][1])
+    (tmp_path / "not-an-index.tsv").write_text("id\tkey\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"not-an-index.tsv: not a FHIR index written by the FHIR stage$"):
+        stage_validate(
+            demo["uc7"] / "dict.json",
+            demo["uc7"] / "center.ndjson",
+            out,
+            fail_on_error=False,
+            index=tmp_path / "not-an-index.tsv",
+        )
 
 
 def test_fail_on_error_raises_after_writing(demo: dict[str, Path], base: dict[str, Any], tmp_path: Path):
@@ -478,10 +503,161 @@ def test_command_exit_codes(demo: dict[str, Path], base: dict[str, Any], tmp_pat
     good = tmp_path / "good.json"
     good.write_text(json.dumps(base), encoding="utf-8")
     code, text = run_cli("uc7", [str(good)], dictionaries=DICTIONARIES, ontologies=ONTOLOGIES)
-    assert code == 0 and text.startswith("uc7/")
+    assert code == 0 and text.startswith(f"{good} (uc7): 1 bundles, valid; 0 errors")  # no "uc7//tmp/..."
     bad = copy.deepcopy(base)
     bad["entry"][1]["resource"]["status"] = "done"
     (tmp_path / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
     code, text = run_cli("uc7", [str(tmp_path)], dictionaries=DICTIONARIES, ontologies=ONTOLOGIES, fmt="json")
     assert code == 1
     assert [r["rule"] for r in json.loads(text) if r["severity"] == "error"] == ["required-binding"]
+
+
+# -- issue 12: FHIR rules the layers missed, and a false error (7-10) -----------------------------------------------
+@pytest.fixture(scope="module")
+def fhir_only(demo: dict[str, Path]) -> ValidationContext:
+    """The FHIR layers without the profile (dictionary model) layer: what they find must not depend on it."""
+    return ValidationContext.create(None)
+
+
+def new_findings(base: dict[str, Any], broken: dict[str, Any], context: ValidationContext) -> list[tuple[str, ...]]:
+    """(severity, layer, rule, location, message) of the issues ``broken`` has and ``base`` has not."""
+    before = {(i.severity, i.layer, i.rule, i.location) for i in validate_bundle(base, context)}
+    return [
+        (i.severity, i.layer, i.rule, i.location, i.message)
+        for i in validate_bundle(broken, context)
+        if (i.severity, i.layer, i.rule, i.location) not in before
+    ]
+
+
+def observation(bundle: dict[str, Any]) -> int:
+    return slot(bundle, "menop")
+
+
+def test_upper_case_urn_uuid_full_url_is_an_error(base, contexts, fhir_only):
+    broken = copy.deepcopy(base)
+    i = observation(broken)
+    old = broken["entry"][i]["fullUrl"]
+    upper = "urn:uuid:" + old[len("urn:uuid:") :].upper()
+    text = json.dumps(broken).replace(old, upper)  # the fullUrl and any reference to it
+    broken = json.loads(text)
+    expected = [
+        (
+            "error",
+            "structure",
+            "uuid-format",
+            f"Bundle.entry[{i}].fullUrl",
+            f"'{upper}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex (8-4-4-4-12)",
+        )
+    ]
+    assert new_findings(base, broken, fhir_only) == expected
+    assert new_findings(base, broken, contexts["uc7"]) == expected
+
+
+DOM3 = (
+    "dom-3 failed: If the resource is contained in another resource, it SHALL be referred to from elsewhere in the "
+    "resource or SHALL refer to the containing resource [contained.where("
+)
+UNCHECKED = (
+    "contained Medication is not a type oncofhir emits: only its resourceType is checked here (the HL7 validator "
+    "stage checks the rest)"
+)
+
+
+def _contain_medication(bundle: dict[str, Any], referenced: bool) -> int:
+    i = first(bundle, "medicationCodeableConcept", "MedicationAdministration")
+    resource = bundle["entry"][i]["resource"]
+    resource["contained"] = [{"resourceType": "Medication", "id": "med", "code": resource["medicationCodeableConcept"]}]
+    if referenced:
+        del resource["medicationCodeableConcept"]
+        resource["medicationReference"] = {"reference": "#med"}
+    return i
+
+
+def test_dom3_unreferenced_contained_resource_is_an_error(base, fhir_only):
+    """dom-3 is evaluated (R5's ofType() wording of the R4B expression), no longer 'could not be evaluated'."""
+    broken = copy.deepcopy(base)
+    i = _contain_medication(broken, referenced=False)
+    found = new_findings(base, broken, fhir_only)
+    assert [f[:4] for f in found] == [
+        ("warning", "structure", "contained-unchecked", f"Bundle.entry[{i}].resource.contained[0]"),
+        ("error", "invariants", "dom-3", f"Bundle.entry[{i}].resource"),
+    ]
+    assert found[0][4] == UNCHECKED
+    assert found[1][4].startswith(DOM3)
+
+
+def test_contained_resource_of_another_type_is_valid_fhir(base, fhir_only):
+    """Issue 12.10: a Medication contained and referenced as #med passed the HL7 validator but failed our schema."""
+    broken = copy.deepcopy(base)
+    i = _contain_medication(broken, referenced=True)
+    assert new_findings(base, broken, fhir_only) == [
+        ("warning", "structure", "contained-unchecked", f"Bundle.entry[{i}].resource.contained[0]", UNCHECKED)
+    ]
+
+
+def test_invariant_that_cannot_be_evaluated_fails_when_error_level(fhir_only):
+    inv = fhir_only.invariants
+    error = inv.issue("dom-3", "Bundle.entry[1].resource", "ValueError: boom")
+    assert (error.severity, error.code, error.rule) == ("error", "exception", "dom-3")
+    assert error.message.startswith("dom-3 could not be evaluated (ValueError: boom): If the resource is contained")
+    warning = inv.issue("dom-6", "Bundle.entry[1].resource", "ValueError: boom")
+    assert (warning.severity, warning.rule) == ("warning", "dom-6")
+
+
+def test_no_invariant_of_the_definitions_fails_to_evaluate(fhir_only):
+    """Every invariant expression parses (dom-3 with its rewrite); a definitions change would be noticed."""
+    for key in fhir_only.defs.constraints:
+        fhir_only.invariants.evaluator.plan(key)
+
+
+def test_primitive_extension_written_as_a_string_is_a_structure_error(base, contexts, fhir_only):
+    broken = copy.deepcopy(base)
+    i = observation(broken)
+    broken["entry"][i]["resource"]["_status"] = "unknown"
+    expected = (
+        "error",
+        "structure",
+        "wrong-type",
+        f"Bundle.entry[{i}].resource.status",
+        "'_status' must be an object (the id and extensions of 'status'), not 'unknown'",
+    )
+    assert new_findings(base, broken, fhir_only) == [expected]
+    assert expected in new_findings(base, broken, contexts["uc7"])
+
+
+def test_unknown_extension_is_an_error_of_the_fhir_layers(base, contexts, fhir_only):
+    broken = copy.deepcopy(base)
+    i = observation(broken)
+    broken["entry"][i]["resource"]["extension"] = [{"url": "http://example.org/unknown-ext", "valueString": "x"}]
+    expected = (
+        "error",
+        "cardinality",
+        "extension-unknown",
+        f"Bundle.entry[{i}].resource.extension[0]",
+        "extension 'http://example.org/unknown-ext' is not one oncofhir knows (known: "
+        "http://hl7.org/fhir/StructureDefinition/data-absent-reason)",
+    )
+    assert new_findings(base, broken, fhir_only) == [expected]
+    assert expected in new_findings(base, broken, contexts["uc7"])
+
+
+def test_a_missing_patient_is_one_reference_finding(base, contexts, fhir_only):
+    """Issue 12.11: a deleted Patient gave 43 errors (one per reference to it, plus the profile's)."""
+    broken = copy.deepcopy(base)
+    patient = broken["entry"].pop(0)
+    found = [(i.severity, i.layer, i.rule, i.location, i.message) for i in validate_bundle(broken, contexts["uc7"])]
+    refs = sum(json.dumps(e["resource"]).count(patient["fullUrl"]) for e in broken["entry"])
+    assert refs == 42
+    dangling = (
+        "error",
+        "references",
+        "reference-resolves",
+        "Bundle.entry[0].resource.subject.reference",
+        f"reference '{patient['fullUrl']}' does not resolve to an entry of this bundle (nor do the 41 other "
+        "references to it)",
+    )
+    assert [f for f in found if f[0] == "error"] == [
+        dangling,
+        ("error", "profile", "model-patient", "Bundle.entry", "a bundle holds exactly one Patient; found 0"),
+    ]
+    assert [f for f in (new_findings(base, broken, fhir_only)) if f[0] == "error"] == [dangling]

@@ -54,31 +54,32 @@ def test_default_dry_run_schedules_every_center(tmp_path: Path) -> None:
         (
             "centers: @/centers.tsv\n",
             "use_case\tcentre\texport\nuc1\ta\tx.csv\n",
-            "centers.tsv: missing column(s) center",
+            "centers.tsv, line 1: missing column(s) center (the header must name use_case, center, export; found "
+            "use_case, centre, export)",
         ),
         ("centers: @/centers.tsv\n", "use_case\tcenter\texport\nuc1\tsite a\tx.csv\n", "site a"),
         (
             "centers: @/centers.tsv\n",
-            "use_case\tcenter\texport\nuc9\ta\tx.csv\n",
-            "line 2: use case 'uc9' has no dictionary",
+            "use_case\tcenter\texport\nno_such_use_case\ta\tx.csv\n",
+            "centers.tsv, line 2, column use_case: unknown use case 'no_such_use_case'; valid: ",
         ),
         (
             "centers: @/centers.tsv\n",
             "use_case\tcenter\texport\nuc1\ta\t/nonexistent/export.csv\n",
-            "line 2: export '/nonexistent/export.csv' of uc1/a does not exist",
+            "centers.tsv, line 2, column export: export '/nonexistent/export.csv' of uc1/a does not exist",
         ),
         (
-            "centers: @/centers.tsv\n",
+            "centers: @/centers.tsv\ndemo: {folder: @/demo}\n",
             "use_case\tcenter\texport\nuc1\ta\tdemo/uc1/a.csv\nuc1\ta\tdemo/uc1/b.csv\n",
-            "duplicate (use_case, center) rows: uc1/a, uc1/a",
+            "centers.tsv: center uc1/a is listed twice (lines 2 and 3)",
         ),
-        ("centers: @/missing.tsv\n", None, "centers sheet '"),
+        ("centers: @/missing.tsv\n", None, "config key 'centers': file '@/missing.tsv' not found"),
     ],
 )
 def test_bad_configuration_fails_before_any_job(tmp_path: Path, config: str, centers: str | None, message: str) -> None:
     result = dry_run(tmp_path, config, centers)
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert message.replace("@", str(tmp_path)) in result.stdout + result.stderr
 
 
 def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:

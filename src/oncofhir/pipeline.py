@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .deposit.pseudonym import PSEUDONYM_SYSTEM
 from .dictionary import load_compiled
 from .errors import OncofhirError
-from .ingest import Records, Reject, ingest_export, read_records, read_rejects, write_records, write_rejects
-from .io_utils import write_private, write_text_atomic
+from .ingest import Records, Reject, ingest_to_files, read_records, read_rejects
+from .io_utils import clean_stale, write_private, write_text_atomic
 
 if TYPE_CHECKING:
     from .deposit.pseudonym import Pseudonymizer
@@ -61,15 +61,13 @@ def stage_ingest(
     *,
     require_complete: bool = False,
 ) -> dict[str, Any]:
-    """Read a center's export; write the normalised records, the rejects and a JSON report."""
+    """Read a center's export, streaming; write the normalised records, the rejects and a JSON report."""
+    clean_stale(records_out, rejects_out, report_out)  # temp files a killed run of this stage left
     dd = load_compiled(compiled_json)
-    result = ingest_export(export, dd, require_complete=require_complete)
-    for p in (records_out, rejects_out, report_out):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
-    write_records(result.records, records_out)
-    write_rejects(result.rejects, rejects_out)
-    write_private(report_out, _dump(result.report))
-    return result.report
+    report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
+    Path(report_out).parent.mkdir(parents=True, exist_ok=True)
+    write_private(report_out, _dump(report))
+    return report
 
 
 def stage_fhir(
@@ -96,6 +94,7 @@ def stage_fhir(
     from .fhir.builder import BundleBuilder
     from .fhir.writer import write_center
 
+    clean_stale(*(p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None))
     dd = load_compiled(compiled_json)
     records = read_records(records_csv)
     prior = read_rejects(ingest_rejects)
@@ -124,8 +123,6 @@ def stage_fhir(
 
     builder = BundleBuilder(dd, identifier_system, pseudonymize)
     built = builder.build(records.rows, records.column_arrays(), records.row_numbers)
-    for p in (ndjson_out, index_out, rejects_out, summary_out):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
     counts = write_center(built, bundle_dir, ndjson_out, index_out, rejects_out, prior)
     rows_in = report["rows_in"]
     if rows_in != counts["bundles"] + counts["rejected"]:
@@ -136,6 +133,7 @@ def stage_fhir(
         "use_case": dd.use_case,
         "dictionary_version": dd.version,
         "pseudonymised": pseudonymizer is not None,
+        "secret_fingerprint": pseudonymizer.fingerprint if pseudonymizer is not None else "",
         "export_sha256": report["sha256"],
         "rows_in": rows_in,
         **counts,

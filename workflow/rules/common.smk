@@ -1,63 +1,86 @@
 # Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
 
+import hashlib
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import pandas as pd
-from snakemake.exceptions import WorkflowError
+import yaml
 from snakemake.utils import min_version, validate
 
+from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
-from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
-
-RESULTS = config["results"].rstrip("/")
-DICTIONARIES = config["dictionaries"].rstrip("/")
-ONTOLOGIES = config["ontologies"].rstrip("/")
-DEMO = config["demo"]["folder"].rstrip("/")
-ENV = "../../envs/oncofhir.yaml"
+# ---- Configuration and centers sheet (issue #10 items 1, 5, 7; #11 item 5): oncofhir.workflow_config ----------
+# Every check runs at parse time and stops with one line (exit code 2) naming the file, line, key or column: never
+# a traceback, never the whole schema. Paths: see oncofhir/workflow_config.py and config/README.md.
 
 
-def _read_centers(path):
-    """Read and validate the centers sheet; any problem stops the workflow before a job runs."""
-    if not os.path.exists(path):
-        raise WorkflowError(
-            f"centers sheet '{path}' does not exist (config key 'centers')"
+def _stop(exc):
+    """A configuration error: one line on stderr and exit code 2 (the CLI's code for configuration)."""
+    print(f"oncofhir: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _load_configuration():
+    """Check the merged config, resolve its paths (relative to the file naming them), read the centers sheet."""
+    cwd = Path.cwd()
+    sources = wfconfig.config_sources(
+        DEFAULT_CONFIGFILE,
+        workflow.overwrite_configfiles,
+        workflow.config_settings.config,
+        cwd,
+    )
+    schemas = Path(workflow.basedir, "workflow", "schemas")
+    try:
+        wfconfig.check_config(config, _schema(schemas / "config.schema.yaml"), sources)
+        validate(config, str(schemas / "config.schema.yaml"))  # fills in the defaults
+        resolved = wfconfig.resolve_config_paths(
+            config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    missing = {"use_case", "center", "export"} - set(sheet.columns)
-    if missing:
-        raise WorkflowError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    validate(sheet, "../schemas/centers.schema.yaml")
-    dupes = sheet[sheet.duplicated(["use_case", "center"], keep=False)]
-    if len(dupes):
-        rows = ", ".join(f"{u}/{c}" for u, c in zip(dupes.use_case, dupes.center))
-        raise WorkflowError(f"{path}: duplicate (use_case, center) rows: {rows}")
-    for line, row in enumerate(sheet.itertuples(index=False), start=2):
-        folder = Path(DICTIONARIES) / row.use_case
-        if not (folder / "mapping.yaml").exists():
-            raise WorkflowError(
-                f"{path}, line {line}: use case '{row.use_case}' has no dictionary "
-                f"({folder}/mapping.yaml not found)"
+        wfconfig.check_input_paths(config, resolved)
+        demo = config["demo"]["folder"]  # normalised by resolve_config_paths
+        centers = wfconfig.read_centers(
+            config["centers"],
+            _schema(schemas / "centers.schema.yaml"),
+            config["dictionaries"],
+            demo,
+            cwd,
+        )
+        if config["deposit"]["demo_keys"]:
+            source = wfconfig.source_of(sources, ("deposit", "demo_keys"))
+            wfconfig.check_demo_keys(
+                centers, config["centers"], demo, f"set in {wfconfig.describe(source)}"
             )
-        is_demo = Path(row.export).resolve().is_relative_to(Path(DEMO).resolve())
-        if not is_demo and not os.path.exists(row.export):
-            raise WorkflowError(
-                f"{path}, line {line}: export '{row.export}' of {row.use_case}/{row.center} does not exist"
-            )
-    if "dag" not in sheet.columns:
-        sheet["dag"] = ""
+    except ConfigError as exc:
+        _stop(exc)
+    sheet = pd.DataFrame(
+        [[c.use_case, c.center, c.export, c.dag, c.description] for c in centers],
+        columns=["use_case", "center", "export", "dag", "description"],
+    )
     return sheet.set_index(["use_case", "center"], drop=False)
 
 
-CENTERS = _read_centers(config["centers"])
+def _schema(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+CENTERS = _load_configuration()
+RESULTS = config["results"].rstrip("/")
+DICTIONARIES = config["dictionaries"]
+ONTOLOGIES = config["ontologies"]
+DEMO = config["demo"]["folder"]
+ENV = "../../envs/oncofhir.yaml"
 DEPOSIT = config["deposit"]
 
 
@@ -76,7 +99,7 @@ def _check_secrets_and_keys():
             if DEPOSIT["sender_key"]:
                 load_private_key(DEPOSIT["sender_key"])
     except ConfigError as exc:
-        raise WorkflowError(str(exc)) from None
+        _stop(exc)
 
 
 # Not while linting: Snakemake itself skips its envvars: check then (workflow.check_envvars), and a lint needs no
@@ -181,6 +204,8 @@ def get_table_inputs(wildcards):
     if DEPOSIT["enabled"]:
         inputs["recipients"] = get_recipient_keys(wildcards)
         inputs["sender"] = get_sender_key(wildcards)
+        # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
+        inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
     return inputs
 
 
@@ -201,6 +226,7 @@ def get_table_deposit_args(wildcards, input, output):
     args = [
         f"--encrypt-dir {shlex.quote(output.encrypted)}",
         f"--manifest {shlex.quote(output.manifest)}",
+        f"--fhir-summary {shlex.quote(input.fhir_summary)}",
     ]
     args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
     if input.sender:
@@ -239,6 +265,28 @@ def get_table_outputs():
     return out
 
 
+def get_report_site_files():
+    """The pages of the run report and the QC, and every file they link to (rule report_site)."""
+    per = [
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
+        f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+        f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",  # the run report's round-trip column links to it
+    ]
+    files = [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/run_summary.tsv",
+        f"{RESULTS}/qc/index.html",
+    ]
+    for pattern in per:
+        files += per_center(pattern)
+    if DEPOSIT["enabled"]:
+        files += [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+    return files
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
     data = [*get_table_outputs()]
@@ -253,6 +301,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/site",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
@@ -266,3 +315,48 @@ def get_hl7_outcome(wildcards):
     return (
         f"{RESULTS}/validation/{wildcards.use_case}/{wildcards.center}/hl7_outcome.json"
     )
+
+
+def fhir_definitions_digest():
+    """SHA-256 of the vendored FHIR definitions validate-center reads (resources/fhir/), as a parameter: a changed
+    definition reruns validation, while no input names the checkout's absolute path (a moved or copied finished
+    run stays complete, issue #10 item 4)."""
+    digest = hashlib.sha256()
+    for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json"):
+        digest.update(Path(workflow.basedir, "resources", "fhir", name).read_bytes())
+    return digest.hexdigest()
+
+
+# ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _forcing_fhir():
+    """Whether this run reruns every center's FHIR stage (--forcerun fhir, -R fhir, --forceall)."""
+    settings = workflow.dag_settings
+    if settings is not None:
+        return settings.forceall or "fhir" in settings.forcerun
+    # Snakemake hands the command line's DAG settings to the workflow only after parsing the Snakefile
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(args.forceall) or "fhir" in (args.forcerun or ())
+
+
+def _check_secret_unchanged():
+    """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
+    stage is rerun. Only in the main process: cluster jobs run while the summaries change.
+    """
+    summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
+    problem = changed_secret(load_secret(allow_demo=DEPOSIT["demo_keys"]), summaries)
+    if problem and not _forcing_fhir():
+        _stop(problem)
+
+
+if workflow.check_envvars and workflow.is_main_process:
+    _check_secret_unchanged()
+
+
+onstart:
+    # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
+    prepare_results(RESULTS)

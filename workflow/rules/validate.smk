@@ -3,11 +3,8 @@ rule validate:
     input:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
         bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         ontologies=ontology_tables(),
-        definitions=[
-            f"{workflow.basedir}/resources/fhir/{name}"
-            for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json")
-        ],
         hl7=get_hl7_outcome,
     output:
         issues=f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.json",
@@ -20,6 +17,7 @@ rule validate:
     conda:
         ENV
     params:
+        definitions=fhir_definitions_digest(),
         fail_on_error=(
             "--fail-on-error"
             if config["validation"]["fail_on_error"]
@@ -34,7 +32,8 @@ rule validate:
         "Validating the FHIR bundles of {wildcards.use_case}/{wildcards.center}"
     shell:
         "oncofhir --log {log:q} validate-center --dictionary {input.dictionary:q} --bundles {input.bundles:q}"
-        " --out-dir {params.out_dir:q} --center {wildcards.center:q} --ontologies {params.ontologies:q}"
+        " --index {input.index:q} --out-dir {params.out_dir:q} --center {wildcards.center:q}"
+        " --ontologies {params.ontologies:q}"
         " {params.hl7} {params.fail_on_error}"
 
 

@@ -8,4 +8,4 @@ inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
 files = zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, inp.roundtrips, strict=True)
 centers = [CenterReports(*center) for center in files]
-run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html))
+run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, min_score=sm.params.min_center_score))

@@ -33,6 +33,8 @@ class Field:
     mandatory: bool | str = False
     max_length: int | None = None
     default: str | None = None
+    #: Why this use case codes the variable differently from others sharing it (mapping ``own_coding``), or None.
+    own_coding: str | None = None
 
     @property
     def datatype(self) -> str:

@@ -19,6 +19,7 @@ from ..errors import DictionaryError
 from ..logic import LogicSyntaxError, parse
 from ..ontology import Ontology
 from ..terminology import CHECKS, icdo3_morphology_ok
+from . import schema_errors
 from .compiled import CompiledDictionary, Field
 from .redcap import DATA_TYPES, RedcapField, read_redcap_dictionary
 
@@ -101,7 +102,10 @@ class _Compiler:
             self.problems.append(f"{where}: '{ref}' is not an ICD-O-3 morphology code (MMMM/B)")
         return concept.coding()
 
-    def logic(self, text: str, where: str) -> str | None:
+    def logic(self, text: str, where: str, *, uses: bool = False) -> str | None:
+        """Check a REDCap-logic expression. ``uses``: its variables count as used (a slot's ``when``: a variable
+        that decides whether a resource exists is represented by that resource's presence, so its data is not lost).
+        """
         try:
             expr = parse(text)
         except LogicSyntaxError as exc:
@@ -111,6 +115,8 @@ class _Compiler:
             base = var.split("___", 1)[0]
             if base not in self.fields:
                 self.problems.append(f'{where}: logic refers to unknown variable [{var}] in "{text}"')
+            elif uses:
+                self.used.add(base)
         return text
 
     def variable(self, name: Any, where: str, *, numeric: bool = False, coded: bool = False) -> RedcapField | None:
@@ -283,7 +289,7 @@ class _Compiler:
                     primary = src["variable"]
                     break
         when: list[str] = []
-        if spec.get("when") and self.logic(spec["when"], f"{where}, when"):
+        if spec.get("when") and self.logic(spec["when"], f"{where}, when", uses=True):
             when.append(spec["when"])
         if primary and primary in self.fields and self.fields[primary].branching:
             when.append(self.fields[primary].branching)
@@ -320,16 +326,10 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
     validator = jsonschema.Draft202012Validator(mapping_schema())
     schema_errors = sorted(validator.iter_errors(mapping), key=lambda e: list(e.absolute_path))
     if schema_errors:
-        details = []
-        for err in schema_errors[:50]:
-            loc = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            if isinstance(mapping, dict) and err.absolute_path and err.absolute_path[0] == "resources":
-                idx = err.absolute_path[1] if len(err.absolute_path) > 1 else None
-                if isinstance(idx, int) and idx < len(mapping["resources"]):
-                    loc += f" (resource '{mapping['resources'][idx].get('id', '?')}')"
-            details.append(f"{loc}: {_schema_message(err)}")
         raise DictionaryError(
-            "mapping does not follow docs/dictionary-format.md", path=str(mapping_path), details=details
+            "mapping does not follow docs/dictionary-format.md",
+            path=str(mapping_path),
+            details=_schema_details(mapping, schema_errors),
         )
 
     comp = _Compiler(fields, ontology)
@@ -390,6 +390,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             mandatory=levels.get(f.name, {}).get("mandatory", False),
             max_length=levels.get(f.name, {}).get("max_length") or f.max_length,
             default=f.default,
+            own_coding=levels.get(f.name, {}).get("own_coding"),
         )
         for f in fields_list
     }
@@ -412,10 +413,22 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
     )
 
 
-def _schema_message(err: Any) -> str:
-    """Shorten jsonschema's oneOf messages, which otherwise dump the whole offending object."""
-    if err.validator in {"oneOf", "anyOf"}:
-        best = min(err.context, key=lambda e: len(e.message), default=None) if err.context else None
-        return f"does not match any allowed form{': ' + best.message if best else ''}"
-    msg = err.message
-    return msg if len(msg) < 240 else msg[:240] + "…"
+def _schema_details(mapping: Any, errors: list[Any]) -> list[str]:
+    """One line per mistake: where (path, slot id and type), the key or value, and what is allowed there."""
+    leaves = [leaf for err in errors for leaf in schema_errors.leaf_errors(err)]
+    details: list[str] = []
+    for leaf in leaves:
+        if schema_errors.suppressed(leaf, leaves):
+            continue
+        path = list(leaf.absolute_path)
+        if leaf.validator == "enum" and "propertyNames" in leaf.relative_schema_path:
+            path.append(leaf.instance)
+        loc = "/".join(str(p) for p in path) or "(top level)"
+        if isinstance(mapping, dict) and len(path) > 1 and path[0] == "resources" and isinstance(path[1], int):
+            spec = mapping["resources"][path[1]] if path[1] < len(mapping["resources"]) else {}
+            if isinstance(spec, dict):
+                loc += f" (resource '{spec.get('id', '?')}', {spec.get('type', '?')})"
+        line = f"{loc}: {schema_errors.message(leaf)}"
+        if line not in details:
+            details.append(line)
+    return details[:50]

@@ -1,15 +1,23 @@
 """The QC stage as two plain functions: one (use case, center), and the page combining all of them.
 
+A center is read and checked in chunks of rows (:func:`iter_columns`), so a 500 MB export needs no more memory
+than a small one; see :mod:`oncofhir.qc.assess` for why the outputs do not depend on the chunk size. The page
+lists every failure by design: each chunk's rows go to an anonymous temporary file and are streamed into the
+template, so that list costs disk, not memory (the page itself can be large: ~100 bytes per failure).
+
 Configuration is validated before any data is read, so a typo in a weight fails the job with a message naming
 the key rather than after minutes of work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
-from collections.abc import Mapping
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +26,64 @@ from numpy.typing import NDArray
 
 from ..dictionary.compiled import load_compiled
 from ..errors import ConfigError, OncofhirError
-from ..io_utils import private_dir, write_private
-from .assess import assess
+from ..ingest import allow_large_fields
+from ..io_utils import no_space, private_dir, private_writer, write_private
+from .assess import CenterAccumulator, assess_chunk, reported_types
 from .checks import run_checks
 from .gate import check_gate
-from .html import center_page, index_page
+from .html import EXCLUDED_PREVIEW, center_page, failure_rows, index_page
 from .model import DEFAULT_NO_CHECKS
 from .scoring import check_policy, resolve_weights, score_table
-from .writers import write_tables
+from .writers import RecordTables, write_tables
 
-OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "qc.json", "report.html", "gate.tsv")
+OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "send_back.tsv", "qc.json", "report.html", "gate.tsv")
 
 
-def read_columns(records_csv: str | Path) -> tuple[list[int], list[str], dict[str, NDArray[np.object_]]]:
-    """The normalised records (:func:`oncofhir.ingest.write_records`) column by column: row numbers, DAGs, columns.
+#: Cells of the records table per QC chunk (rows per chunk = this / columns): ~1,000,000 cells keep a chunk's
+#: text, codes and check matrix near 150 MB whatever the center's size.
+CHUNK_CELLS = 1_000_000
+
+Columns = tuple[list[int], list[str], dict[str, NDArray[np.object_]]]
+
+
+def iter_columns(records_csv: str | Path, chunk_rows: int | None = None) -> Iterator[Columns]:
+    """The normalised records (:func:`oncofhir.ingest.write_records`) in chunks, column by column: row numbers,
+    DAGs, columns. At least one chunk (possibly empty) is yielded.
 
     Same file as :func:`oncofhir.ingest.read_records`, read column-major: QC works on columns. The csv module and
-    one transposition (``zip``) read 20,000 records in a fraction of a second, without importing pandas.
+    one transposition (``zip``) per chunk, without importing pandas.
     """
     path = Path(records_csv)
+    allow_large_fields()
     try:
         with open(path, encoding="utf-8", newline="") as handle:
-            table = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            if header[:2] != ["_row", "_dag"]:
+                raise OncofhirError("not a records table written by ingest (no _row, _dag columns)", path=str(path))
+            size = chunk_rows or max(1, CHUNK_CELLS // len(header))
+            body: list[list[str]] = []
+            number = 1
+            yielded = False
+            for row in reader:
+                number += 1
+                if len(row) != len(header):
+                    raise OncofhirError(f"line {number}: {len(row)} cells, {len(header)} columns", path=str(path))
+                body.append(row)
+                if len(body) >= size:
+                    yield _columns(header, body)
+                    body, yielded = [], True
+            if body or not yielded:
+                yield _columns(header, body)
+    except OSError as exc:
+        raise OncofhirError(f"cannot read records: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise OncofhirError("cannot read records: not UTF-8", path=str(path)) from None
+    except csv.Error as exc:
         raise OncofhirError(f"cannot read records: {exc}", path=str(path)) from None
-    if not table or table[0][:2] != ["_row", "_dag"]:
-        raise OncofhirError("not a records table written by ingest (no _row, _dag columns)", path=str(path))
-    header, body = table[0], table[1:]
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise OncofhirError(f"line {number}: {len(row)} cells, {len(header)} columns", path=str(path))
+
+
+def _columns(header: list[str], body: list[list[str]]) -> Columns:
     columns = list(zip(*body, strict=True)) if body else [()] * len(header)
     rows = [int(x) for x in columns[0]]
     arrays = {}
@@ -56,6 +92,11 @@ def read_columns(records_csv: str | Path) -> tuple[list[int], list[str], dict[st
         array[:] = values
         arrays[name] = array
     return rows, list(columns[1]), arrays
+
+
+def read_columns(records_csv: str | Path) -> Columns:
+    """The whole records table in one chunk (benchmarks, tests)."""
+    return next(iter_columns(records_csv, sys.maxsize))
 
 
 def stage_qc(
@@ -68,50 +109,80 @@ def stage_qc(
     min_type_scores: Mapping[str, float] | None = None,
     center: str,
     no_checks: str = DEFAULT_NO_CHECKS,
+    chunk_rows: int | None = None,
 ) -> dict[str, Any]:
-    """Check one center's records against its dictionary; write the six QC outputs into ``out_dir``.
+    """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
     on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
-    Returns a short summary (records, score, failures, excluded).
+    The records are read and checked ``chunk_rows`` at a time (default: :data:`CHUNK_CELLS` cells), so memory
+    stays flat; the outputs do not depend on the chunk size. Returns a short summary (records, score, failures,
+    excluded).
     """
     resolved = resolve_weights(weights)
     policy = check_policy(no_checks)
     threshold, minimums = check_gate(min_record_score, min_type_scores)
     dd = load_compiled(compiled_json)
-    row_numbers, dags, columns = read_columns(records_csv)
-    n = len(row_numbers)
-    result = run_checks(dd, columns, n)
-    qc = assess(
-        result,
+    out = private_dir(out_dir)
+    labels = {f.name: f.choices for f in dd.fields.values() if f.choices}
+    total = CenterAccumulator(
         use_case=dd.use_case,
         center=center,
         dictionary_version=dd.version,
-        row_numbers=row_numbers,
-        record_ids=result.value_list(dd.record_id) if dd.record_id in result.columns else [""] * n,
-        dags=dags,
         weights=resolved,
         no_checks=policy,
         min_record_score=threshold,
         min_type_scores=minimums,
+        preview=EXCLUDED_PREVIEW,
+        labels=labels,
     )
-    out = private_dir(out_dir)
-    summary = qc.summary()
-    write_tables(qc, out, summary)
-    write_private(out / "report.html", center_page(qc, summary).encode("utf-8"))
+    tables: RecordTables | None = None
+    with contextlib.ExitStack() as stack:
+        page_rows = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out))
+        for row_numbers, dags, columns in iter_columns(records_csv, chunk_rows):
+            n = len(row_numbers)
+            result = run_checks(dd, columns, n)
+            chunk = assess_chunk(
+                result,
+                row_numbers=row_numbers,
+                record_ids=result.value_list(dd.record_id) if dd.record_id in result.columns else [""] * n,
+                dags=dags,
+                weights=resolved,
+                no_checks=policy,
+                min_record_score=threshold,
+                min_type_scores=minimums,
+            )
+            if tables is None:
+                types = reported_types(resolved, list(chunk.type_counts))
+                tables = stack.enter_context(RecordTables(out, types, labels))
+            tables.add(chunk)
+            total.add(chunk)
+            try:
+                page_rows.write(failure_rows(chunk, labels))
+            except OSError as exc:
+                raise no_space(exc, out / "report.html") or exc from None
+            del result, chunk, columns
+        qc = total.finish()
+        summary = qc.summary()
+        write_tables(qc, out, summary)
+        page_rows.seek(0)
+        with private_writer(out / "report.html") as page:
+            for piece in center_page(qc, iter(lambda: page_rows.read(1 << 20), ""), summary):
+                page.write(piece.encode("utf-8"))
     return {
         "use_case": dd.use_case,
         "center": center,
-        "records": n,
-        "checks": len(result.checks),
+        "records": qc.n_records,
+        "checks": len(qc.checks),
         "score": summary["total"]["score"],
         "failures": summary["failures"],
         "excluded": qc.gate.excluded,
     }
 
 
-def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
-    """The combined page: every center's scores, and each use case's score from its centers' pooled counts.
+def write_qc_index(qc_json_paths: list[str], out_html: str, *, min_score: float = 80.0) -> dict[str, Any]:
+    """The combined page: every center's scores, and each use case's score from its centers' pooled counts; a
+    center scoring below ``min_score`` (``qc.min_center_score``) is flagged.
 
     Centers of one use case must have been scored with the same weights and policy (one config), else pooling
     would mix incomparable numbers: that is an error.
@@ -153,7 +224,7 @@ def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
             }
         )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(out_path, index_page(centers, use_cases).encode("utf-8"))
+    write_private(out_path, index_page(centers, use_cases, min_score).encode("utf-8"))
     return {
         "centers": len(centers),
         "use_cases": {u["use_case"]: u["table"].total.score for u in use_cases},

@@ -162,11 +162,11 @@ def _extension(defs: Definitions, node: Node) -> list[Issue]:
     if spec is None:
         if isinstance(url, str):
             return [
-                Issue(
-                    "warning",
+                Issue(  # an error, as in the HL7 validator: an unknown extension may change the meaning
+                    "error",
                     "not-supported",
                     node.location,
-                    f"extension '{url}' is not one oncofhir knows; its content is not checked",
+                    f"extension '{url}' is not one oncofhir knows (known: {', '.join(sorted(defs.extensions))})",
                     "extension-unknown",
                     LAYER,
                 )

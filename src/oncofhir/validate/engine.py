@@ -25,9 +25,10 @@ from typing import Any
 import orjson
 
 from ..dictionary.compiled import CompiledDictionary
+from ..paths import ONTOLOGIES
 from . import cardinality
 from . import references as refs_layer
-from .definitions import DEFAULT_DIR, Definitions, load_definitions
+from .definitions import Definitions, load_definitions
 from .invariants import DEFAULT_SUPPRESSED, Invariants, normalized_entry, normalized_shell, type_path_of
 from .issues import Issue
 from .profile import Profile
@@ -36,7 +37,7 @@ from .terminology import Terminology
 from .ucum import Ucum
 from .walk import Node, member, walk
 
-DEFAULT_ONTOLOGIES = DEFAULT_DIR.parent / "ontologies"
+DEFAULT_ONTOLOGIES = ONTOLOGIES
 _URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PLACEHOLDER_REF = "urn:uuid:00000000-0000-0000-0000-000000000000"
 PLACEHOLDER_VALUE = "masked"
@@ -222,7 +223,7 @@ class ValidationContext:
         bare = dict(shell)
         if isinstance(shell.get("entry"), list):
             bare["entry"] = [_without_resource(e) for e in shell["entry"]]
-        issues = self.structure.check_bundle(bare)
+        issues = self.structure.check_bundle(bare) + _uuid_full_urls(bare)
         nodes = list(walk(self.defs, bare))
         issues += cardinality.check(self.defs, nodes)
         issues += self._shell_invariants(shell, nodes)
@@ -250,6 +251,31 @@ class ValidationContext:
                     if not outcome.passed:
                         issues.append(inv.issue(k, node.location, outcome.error))
         return issues
+
+
+def _uuid_full_urls(shell: dict[str, Any]) -> list[Issue]:
+    """A ``urn:uuid:`` fullUrl must be FHIR's ``uuid``: a UUID in lower-case hex (``urn:uuid:B727…`` is another URI).
+
+    Checked on the Bundle shell, where valid ones are already masked (so the check costs nothing per valid bundle and
+    its result is cached with the shell).
+    """
+    entries = shell.get("entry")
+    issues = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(url, str) and url[:9].lower() == "urn:uuid:" and not _URN_UUID.fullmatch(url):
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"entry[{i}].fullUrl",
+                    f"'{url}' is not a valid urn:uuid: FHIR's uuid is 'urn:uuid:' and a UUID in lower-case hex "
+                    "(8-4-4-4-12)",
+                    "uuid-format",
+                    "structure",
+                )
+            )
+    return issues
 
 
 def _element_checker(defs: Definitions) -> Any:

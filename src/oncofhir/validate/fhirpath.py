@@ -14,6 +14,12 @@ contexts. Two facts make that affordable without skipping a check:
    resource, uncached.
 
 fhirpathpy lacks ``hasValue()`` and ``htmlChecks()``: both are registered here (see docs/validation.md).
+
+One R4B expression cannot be evaluated as written: ``dom-3`` applies ``as(canonical)`` / ``as(uri)`` / ``as(url)``
+to ``descendants()``, a collection, and FHIRPath defines ``as`` on a single item only (fhirpathpy, following the
+specification, raises "Expected singleton on left side of 'as'"; the HL7 Java engine filters instead). R5 fixed the
+expression by writing ``ofType()``; :data:`REWRITES` applies that fix, so dom-3 is evaluated, not skipped. The bug is
+the R4B expression's, not fhirpathpy's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,29 @@ from typing import Any
 import orjson
 
 ENV_VARIABLES = {"resource", "rootResource", "context"}
+#: invariant key -> (R4B text, replacement): the R5 wording of an R4B expression fhirpathpy cannot evaluate
+REWRITES = {
+    "dom-3": (
+        (".as(canonical)", ".ofType(canonical)"),
+        (".as(uri)", ".ofType(uri)"),
+        (".as(url)", ".ofType(url)"),
+        ("where(as(canonical) = '#')", "where(ofType(canonical) = '#')"),
+        ("where(as(uri) = '#')", "where(ofType(uri) = '#')"),
+    )
+}
+
+
+def expression_of(key: str, constraint: dict[str, str]) -> str:
+    """The expression evaluated for invariant ``key``: the definitions' text with :data:`REWRITES` applied (each
+    rewrite must apply, so a changed definition is noticed rather than silently evaluated as written)."""
+    text = constraint["expression"]
+    for old, new in REWRITES.get(key, ()):
+        if old not in text:
+            raise ValueError(f"{key}: expected {old!r} in its expression {text!r}")
+        text = text.replace(old, new)
+    return text
+
+
 _XHTML = re.compile(r'^\s*<div\b[^>]*\bxmlns\s*=\s*"http://www.w3.org/1999/xhtml"', re.S)
 _UNSAFE_HTML = re.compile(r"<\s*(script|object|applet|embed|form|iframe|frame|base|link|meta)\b|\son\w+\s*=", re.I)
 _OPERATOR_NODES = {
@@ -289,7 +318,7 @@ class Evaluator:
         if found is None:
             from fhirpathpy.parser import parse
 
-            tree = parse(self.constraints[key]["expression"])
+            tree = parse(expression_of(key, self.constraints[key]))
             found = self._plans[key] = _plan(tree["children"][0])
         return found
 

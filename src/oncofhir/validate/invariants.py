@@ -68,9 +68,9 @@ class Invariants:
     def issue(self, key: str, location: str, error: str | None) -> Issue:
         c = self.defs.constraints[key]
         name = key.split("#", 1)[0]
-        if error:
+        if error:  # an error-level rule that cannot be checked cannot be passed: the bundle is not shown valid
             return Issue(
-                "warning",
+                "error" if c["severity"] == "error" else "warning",
                 "exception",
                 location,
                 f"{name} could not be evaluated ({error}): {c['human']}",

@@ -2,7 +2,8 @@
 
 Every ``Reference.reference`` must resolve to an entry of the same bundle (by fullUrl, or ``Type/id`` for a
 relative reference), to a resource of a type the element allows; fullUrls must be unique (core invariant bdl-7,
-checked here rather than in FHIRPath because it compares entries with each other and names both of them).
+checked here rather than in FHIRPath because it compares entries with each other and names both of them). A
+``urn:uuid:`` fullUrl's format is checked with the Bundle shell (engine).
 Local references (``#id``) are contained resources: invariant ref-1 covers them.
 """
 
@@ -51,6 +52,7 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
                 by_url.setdefault(url, i)
         if isinstance(rtype, str) and isinstance(rid, str):
             by_local.setdefault(f"{rtype}/{rid}", i)
+    dangling: dict[str, list[str]] = {}
     for i, location, reference, targets in refs:
         target = by_url.get(reference)
         if target is None:
@@ -58,16 +60,7 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
         loc = f"Bundle.entry[{i}].resource.{location}.reference"
         if target is None:
             if not reference.startswith("#"):
-                issues.append(
-                    Issue(
-                        "error",
-                        "not-found",
-                        loc,
-                        f"reference '{reference}' does not resolve to an entry of this bundle",
-                        "reference-resolves",
-                        LAYER,
-                    )
-                )
+                dangling.setdefault(reference, []).append(loc)
             continue
         if targets and "Resource" not in targets and types[target] not in targets:
             issues.append(
@@ -80,6 +73,20 @@ def check(entries: Sequence[Any], refs: Sequence[Found]) -> list[Issue]:
                     LAYER,
                 )
             )
+    for reference, locations in dangling.items():  # one missing entry is one finding, however often it is named
+        others = len(locations) - 1
+        also = f" (nor do the {others} other references to it)" if others > 1 else ""
+        also = also or (" (nor does 1 other reference to it)" if others == 1 else "")
+        issues.append(
+            Issue(
+                "error",
+                "not-found",
+                locations[0],
+                f"reference '{reference}' does not resolve to an entry of this bundle{also}",
+                "reference-resolves",
+                LAYER,
+            )
+        )
     return issues
 
 

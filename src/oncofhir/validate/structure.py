@@ -37,9 +37,10 @@ class Structure:
         import jsonschema_rs
 
         schema = self.defs.schema
+        definitions = strict_definitions(schema["definitions"], self.defs.resources)
         return {
             name: jsonschema_rs.validator_for(
-                {"$schema": schema["$schema"], "$ref": f"#/definitions/{name}", "definitions": schema["definitions"]}
+                {"$schema": schema["$schema"], "$ref": f"#/definitions/{name}", "definitions": definitions}
             )
             for name in self.defs.resources
         }
@@ -60,7 +61,7 @@ class Structure:
                     LAYER,
                 )
             ]
-        return self._schema(validator, resource)
+        return self._schema(validator, resource) + _unchecked_contained(resource, self.defs.resources)
 
     def check_resource(self, resource: dict[str, Any], nodes: Iterable[Node]) -> list[Issue]:
         """Schema and native issues of a whole resource (``nodes``: its walk)."""
@@ -93,7 +94,12 @@ class Structure:
                         )
                     )
             elif kind == "Type":
-                issues.append(Issue("error", "structure", loc, _message(err.message), "wrong-type", LAYER))
+                last = err.instance_path[-1] if err.instance_path else ""
+                text = _message(err.message)
+                if isinstance(last, str) and last.startswith("_"):  # a primitive's id/extensions: always an object
+                    shown = _shown(err.instance)
+                    text = f"'{last}' must be an object (the id and extensions of '{last[1:]}'), not {shown}"
+                issues.append(Issue("error", "structure", loc, text, "wrong-type", LAYER))
             elif kind == "Pattern":
                 issues.append(
                     Issue(
@@ -103,6 +109,51 @@ class Structure:
             else:
                 issues.append(Issue("error", "structure", loc, _message(err.message), f"schema-{kind}", LAYER))
         return issues
+
+
+def strict_definitions(definitions: dict[str, Any], ours: Iterable[str]) -> dict[str, Any]:
+    """The vendored schema's definitions, with two corrections.
+
+    1. The official schema gives complex types (``Element``, ``CodeableConcept``, …) ``properties`` but no
+       ``"type": "object"``, so a JSON string where an object belongs passes: ``"_status": "unknown"`` (a
+       primitive's extension written as a string) would be valid. Every definition with properties is an object.
+    2. ``ResourceList`` is narrowed to the types oncofhir emits (the vendored subset), so a contained resource of
+       any other type (a Medication referenced as ``#med``) failed as "not valid under any of the schemas": valid
+       FHIR. Any other resource type is accepted as an object with a ``resourceType``; its content is not checked
+       here (a warning says so; the HL7 validator stage checks it).
+    """
+    out = {
+        name: ({**spec, "type": "object"} if "properties" in spec and "type" not in spec else spec)
+        for name, spec in definitions.items()
+    }
+    listed = out.get("ResourceList")
+    if isinstance(listed, dict) and "oneOf" in listed:
+        other = {
+            "type": "object",
+            "required": ["resourceType"],
+            "properties": {"resourceType": {"type": "string", "not": {"enum": list(ours)}}},
+        }
+        out["ResourceList"] = {"oneOf": [*listed["oneOf"], other]}
+    return out
+
+
+def _unchecked_contained(resource: dict[str, Any], ours: tuple[str, ...]) -> list[Issue]:
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return []
+    return [
+        Issue(
+            "warning",
+            "informational",
+            f"contained[{i}]",
+            f"contained {item['resourceType']} is not a type oncofhir emits: only its resourceType is checked here "
+            "(the HL7 validator stage checks the rest)",
+            "contained-unchecked",
+            LAYER,
+        )
+        for i, item in enumerate(contained)
+        if isinstance(item, dict) and isinstance(item.get("resourceType"), str) and item["resourceType"] not in ours
+    ]
 
 
 def fhirpath(parts: Iterable[str | int]) -> str:

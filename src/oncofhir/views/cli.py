@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from ..errors import ConfigError
+
 DEFAULT_DB = "results/tables/cohort.duckdb"
 
 
@@ -39,14 +41,11 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     if args.decrypt:
         return _decrypt(args)
     if args.paths:
-        print("oncofhir tables: file arguments are only for --decrypt", file=sys.stderr)
-        return 2
+        raise ConfigError("tables: file arguments are only for --decrypt")
     if not (args.dictionary and args.views_dir and args.ndjson and args.out_dir and args.center):
-        print(
-            "oncofhir tables: --dictionary, --views-dir, --ndjson, --out-dir and --center are required",
-            file=sys.stderr,
-        )
-        return 2
+        raise ConfigError("tables: --dictionary, --views-dir, --ndjson, --out-dir and --center are required")
+    if args.encrypt_dir and not (args.manifest and args.recipient):
+        raise ConfigError("tables: --encrypt-dir needs --manifest and --recipient")
     out = stage_tables(
         args.dictionary,
         args.views_dir,
@@ -62,9 +61,6 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     if args.encrypt_dir:
         from .deposit import encrypt_tables
 
-        if not (args.manifest and args.recipient):
-            print("oncofhir tables: --encrypt-dir needs --manifest and --recipient", file=sys.stderr)
-            return 2
         out["deposit"] = encrypt_tables(
             args.out_dir,
             args.encrypt_dir,
@@ -73,6 +69,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
             center=args.center,
             recipients=args.recipient,
             sender_key=args.sender_key,
+            fhir_summary=args.fhir_summary,
         )
     print(json.dumps(out, sort_keys=True))
     rt = out.get("roundtrip")
@@ -86,8 +83,7 @@ def _decrypt(args: argparse.Namespace) -> int:
     from .deposit import decrypt_tables
 
     if not args.sk or not args.paths:
-        print("oncofhir tables --decrypt: give --sk KEY and the downloaded files or folders", file=sys.stderr)
-        return 2
+        raise ConfigError("tables --decrypt: give --sk KEY and the downloaded files or folders")
     out = decrypt_tables(args.paths, args.sk, args.out_dir or "tables", args.passphrase_env)
     print(f"{out['files']} table file(s) decrypted; {out['tables']} table(s) in {out['database']}")
     return 0
@@ -135,6 +131,10 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("--recipient", action="append", help="with --encrypt-dir: recipient public key (repeat)")
     tb.add_argument("--sender-key", help="with --encrypt-dir: sender private key (ONCOFHIR_C4GH_PASSPHRASE)")
     tb.add_argument(
+        "--fhir-summary",
+        help="with --encrypt-dir: the FHIR stage's summary.json, whose secret fingerprint goes into the manifest",
+    )
+    tb.add_argument(
         "--decrypt",
         action="store_true",
         help="instead: decrypt downloaded *.parquet.c4gh files (PATHS) into --out-dir (default tables/) with a "
@@ -152,5 +152,5 @@ def add_parsers(sub: Any) -> None:
 
     qu = sub.add_parser("query", help="run one SQL query on the cohort database; prints TSV")
     qu.add_argument("sql", help='e.g. "SELECT count(*) FROM uc7_patients"')
-    qu.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB database (default {DEFAULT_DB})")
+    qu.add_argument("--db", default=DEFAULT_DB, help="DuckDB database")
     qu.set_defaults(func=_cmd_query)

@@ -2,7 +2,8 @@
 
 A center's tables go to ``<EGA root>/tables/<use case>/<center>/<use case>.<center>.<view>.parquet.c4gh`` (unique,
 EGA-safe names), listed in ``<EGA root>/tables/<use case>/<center>.manifest.tsv`` with the same columns and
-checksums as the bundles (pseudonym empty, like the center's NDJSON); the workflow's ``manifest`` rule merges them
+checksums as the bundles (pseudonym empty, like the center's NDJSON; the secret fingerprint of the center's FHIR
+stage, so a deposit still records one secret); the workflow's ``manifest`` rule merges them
 into ``ega/manifest.tsv`` and ``oncofhir verify`` checks them like every other file. A data user who downloaded the
 files runs ``oncofhir tables --decrypt --sk KEY FILES-OR-FOLDERS --out-dir tables/`` to get the Parquet files back
 in the workflow's layout and a ``cohort.duckdb`` over them.
@@ -10,6 +11,7 @@ in the workflow's layout and a ``cohort.duckdb`` over them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,13 +21,12 @@ from typing import Any
 
 from ..deposit.c4gh import Encryptor
 from ..deposit.keys import PASSPHRASE_ENV, fingerprint, load_private_key, load_recipients, quiet_crypt4gh
-from ..deposit.manifest import format_manifest
+from ..deposit.manifest import TABLES, format_manifest
 from ..deposit.names import C4GH_SUFFIX, ega_name_problem
 from ..errors import ConfigError, InputDataError
-from ..io_utils import private_writer, write_private
+from ..io_utils import clean_stale, private_writer, temp_path, write_private
 from .tables import PARQUET, private_tree, table_files, write_database
 
-TABLES = "tables"  # folder below the EGA root
 _NAME = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z][A-Za-z0-9_]*)\.parquet\.c4gh$")
 
 
@@ -38,9 +39,16 @@ def encrypt_tables(
     center: str,
     recipients: Sequence[str],
     sender_key: str | None = None,
+    fhir_summary: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Encrypt every ``*.parquet`` of a center's table folder into ``out_dir`` (``<root>/tables/<uc>/<center>``)."""
+    """Encrypt every ``*.parquet`` of a center's table folder into ``out_dir`` (``<root>/tables/<uc>/<center>``).
+
+    ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret fingerprint every manifest row records, as
+    :func:`oncofhir.deposit.encrypt.stage_encrypt` does for the bundles: ``merge`` and ``verify`` refuse a deposit
+    whose rows record different secrets. Staged under an oncofhir temp name (removed when a killed job left it).
+    """
     quiet_crypt4gh()
+    clean_stale(out_dir, manifest_out)  # what a killed run of this job left
     pubkeys = load_recipients(list(recipients))
     secret = load_private_key(sender_key) if sender_key else os.urandom(32)
     out_dir = Path(out_dir)
@@ -53,7 +61,8 @@ def encrypt_tables(
     bad = [f"{n!r} {why}" for n in names if (why := ega_name_problem(n))]
     if bad:
         raise InputDataError("file names the EGA would refuse", details=bad)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    secret_fp = _secret_fingerprint(fhir_summary)
+    staging = temp_path(out_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     encryptor = Encryptor(secret, pubkeys)
@@ -70,7 +79,7 @@ def encrypt_tables(
                     os.close(fd_out)
             finally:
                 os.close(fd_in)
-            rows.append((use_case, center, "", prefix + name, *map(str, sums)))
+            rows.append((use_case, center, "", prefix + name, *map(str, sums), secret_fp))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.rename(staging, out_dir)
@@ -84,6 +93,17 @@ def encrypt_tables(
         "files": len(rows),
         "recipients": [fingerprint(pk) for pk in pubkeys],
     }
+
+
+def _secret_fingerprint(fhir_summary: str | Path | None) -> str:
+    """The pseudonym secret's fingerprint the FHIR stage recorded (empty without a summary)."""
+    if fhir_summary is None:
+        return ""
+    try:
+        summary = json.loads(Path(fhir_summary).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read the FHIR summary: {exc}", path=str(fhir_summary)) from None
+    return str(summary.get("secret_fingerprint", ""))
 
 
 def _encrypted_tables(paths: Sequence[str | Path]) -> list[Path]:

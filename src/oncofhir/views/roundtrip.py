@@ -27,7 +27,6 @@ leaves them out when blank or invalid, so an invalid value there counts as ``inv
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from ..dictionary.compiled import CompiledDictionary
 from ..fhir.values import BadValue, epoch_period, parse_number
 from ..ingest import Records
 from ..logic import parse
+from ..tsv import cell
+from ..tsv import write_tsv as write_table
 from .bindings import Binding, component_columns, wide_bindings
 
 CATEGORIES = ("values_in", "recovered", "lost", "changed", "hidden", "invalid", "unit_without_value", "spurious")
@@ -225,7 +226,8 @@ def round_trip(
     index: Mapping[str, str],
     wide_rows: Mapping[str, Mapping[str, Any]],
 ) -> list[VariableResult]:
-    """Compare every record's mapped values with its wide-view row (``index``: record id -> patient pseudonym)."""
+    """Compare every record's mapped values with its wide-view row (``index``: record id cell -> patient pseudonym,
+    :func:`read_index`)."""
     shown, when = _masks(dd, records)
     chosen = wide_bindings(dd)
     slots = {r["id"]: r for r in dd.resources}
@@ -233,7 +235,7 @@ def round_trip(
     checkers = {name: _Checker(dd, b, chosen) for name, b in chosen.items()}
     rid_col = dd.record_id
     for k, rec in enumerate(records.rows):
-        key = index.get(rec.get(rid_col, ""))
+        key = index.get(cell(rec.get(rid_col, "")))
         if key is None:  # rejected (QC gate or build): no bundle, nothing to recover
             continue
         row = wide_rows.get(key)
@@ -266,9 +268,16 @@ def round_trip(
 
 
 def read_index(path: str | Path) -> dict[str, str]:
-    """record id -> patient key from the FHIR stage's index TSV."""
+    """record id cell -> patient key from the FHIR stage's index TSV.
+
+    The index holds each record id as a spreadsheet-safe cell (:func:`oncofhir.tsv.cell`: a formula-like id gets a
+    leading apostrophe, tabs and newlines escaped), so :func:`round_trip` looks records up by ``cell(record id)``:
+    the writer's own function, exact for every id, where reading the cell back could not tell ``'=1`` from ``=1``.
+    Lines are split on tabs, not parsed as CSV: a quote in an id is data."""
     with open(path, encoding="utf-8", newline="") as handle:
-        return {row["record_id"]: row["patient_key"] for row in csv.DictReader(handle, delimiter="\t")}
+        header = handle.readline().rstrip("\n").split("\t")
+        rid, key = header.index("record_id"), header.index("patient_key")
+        return {cols[rid]: cols[key] for cols in (line.rstrip("\n").split("\t") for line in handle) if len(cols) > key}
 
 
 def summary(
@@ -303,8 +312,8 @@ def summary(
 
 
 def write_tsv(results: Sequence[VariableResult], path: str | Path, center: str) -> None:
-    """One row per variable: the counts of every category."""
-    lines = ["\t".join(("center", "variable", "kind", *CATEGORIES))]
-    lines += ["\t".join((center, r.variable, r.kind, *(str(r.counts[c]) for c in CATEGORIES))) for r in results]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """One row per variable: the counts of every category (no values, no record ids: the usual file mode), through
+    the project's spreadsheet-safe writer."""
+    header = ("center", "variable", "kind", *CATEGORIES)
+    rows = ((center, r.variable, r.kind, *(r.counts[c] for c in CATEGORIES)) for r in results)
+    write_table(path, header, rows, private=False)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import InputDataError, OncofhirError
-from ..io_utils import DIR_MODE, private_dir, private_writer
+from ..io_utils import DIR_MODE, clean_stale, private_dir, private_writer, temp_path
 from .runner import Column, CompiledView, ViewError
 
 PARQUET = ".parquet"
@@ -185,7 +185,8 @@ def write_database(tables_dir: str | Path, views: dict[str, list[str]], out: str
     import duckdb
 
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    clean_stale(out)  # what a killed run left
+    tmp = temp_path(out)
     tmp.unlink(missing_ok=True)
     try:
         con = duckdb.connect(str(tmp))
