@@ -191,24 +191,28 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
-def get_report_site_files():
-    """The pages of the run report and the QC, and every file they link to (rule report_site)."""
+def get_report_pages():
+    """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
+    return [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+    ]
+
+
+def get_report_lists():
+    """The lists the pages link to, as tables in rule report_file; failures.tsv is on the QC page already, and the
+    EGA manifest holds every center's manifest (oncofhir.report_file.SAME_AS)."""
     per = [
-        f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
-        f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
         f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
         f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
     ]
-    files = [
-        f"{RESULTS}/report/index.html",
-        f"{RESULTS}/report/run_summary.tsv",
-        f"{RESULTS}/qc/index.html",
-    ]
+    files = [f"{RESULTS}/report/run_summary.tsv"]
     for pattern in per:
         files += per_center(pattern)
     if DEPOSIT["enabled"]:
-        files += [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+        files.append(f"{RESULTS}/ega/manifest.tsv")
     return files
 
 
@@ -226,7 +230,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
-        f"{RESULTS}/report/site",
+        f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
