@@ -118,6 +118,7 @@ def test_report_file_holds_every_page_and_list_with_working_anchors(demo_run: tu
         "#qc-index-html",
     } <= set(links.hrefs)
     assert 'data-filter="qc-uc7-site_b-report-html--failures"' in text
+    assert '<li><a href="#qc-uc7-site_b-report-html">Data quality: uc7 / site_b</a></li>' in text  # the contents
     assert text.count('<span class="flag">▼ below 100</span>') >= 3  # the run report: the legend and both centers
     assert f"<td>{issues[1][1]}</td>" in text  # a validation issue, with its pseudonym
 

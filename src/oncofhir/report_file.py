@@ -139,14 +139,17 @@ class _PageCopy(HTMLParser):
 
 
 class _Title(HTMLParser):
+    """The text of a page's first ``<title>`` (the head's, not an SVG chart's)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.inside, self.text = False, ""
+        self.inside, self.done, self.text = False, False, ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.inside = tag == "title"
+        self.inside = tag == "title" and not self.done
 
     def handle_endtag(self, tag: str) -> None:
+        self.done = self.done or self.inside
         self.inside = False
 
     def handle_data(self, data: str) -> None:
