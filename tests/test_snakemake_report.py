@@ -19,7 +19,7 @@ from helpers import REPO, workflow_env
 from oncofhir.report_file import write_report_file
 
 EMBEDDED = re.compile(r"data:text/html;charset=utf8;filename=report\.html;base64,([A-Za-z0-9+/=]+)")
-CAPTION = "send back to the hospital&quot; column lists first the values"
+CAPTION = "the lists they link to, in one self-contained file"
 
 
 def snakemake(*args: str) -> subprocess.CompletedProcess[str]:
@@ -108,19 +108,26 @@ def test_report_file_holds_every_page_and_list_with_working_anchors(demo_run: tu
         "report-run_summary-tsv",
         "ega-manifest-tsv",
     } <= set(links.ids)
-    # the run report's links: QC page, failures (on the QC page, not copied), validation list, center manifest
+    # the run report's links: QC page, failures (on the QC page, not copied), validation list, manifests (named)
     assert {
         "#qc-uc7-site_b-report-html",
         "#qc-uc7-site_b-report-html--failures",
         "#validation-uc7-site_b-issues-tsv",
         "#rejects-uc7-site_b-tsv",
         "#ega-manifest-tsv",
+        "#ega-uc7-site_b-manifest-tsv",
         "#qc-index-html",
     } <= set(links.hrefs)
     assert 'data-filter="qc-uc7-site_b-report-html--failures"' in text
     assert '<li><a href="#qc-uc7-site_b-report-html">Data quality: uc7 / site_b</a></li>' in text  # the contents
     assert text.count('<span class="flag">▼ below 100</span>') >= 3  # the run report: the legend and both centers
     assert f"<td>{issues[1][1]}</td>" in text  # a validation issue, with its pseudonym
+    manifest = (results / "ega/uc7/site_b.manifest.tsv").read_text().splitlines()
+    kept = f'<li id="ega-uc7-site_b-manifest-tsv"><code>ega/uc7/site_b.manifest.tsv</code>: {len(manifest) - 1} row(s)'
+    assert kept in text
+    assert (
+        manifest[0].split("\t")[9] == "c4gh_sha256" and manifest[1].split("\t")[9] not in text
+    )  # its checksums differ at every encryption: not copied
 
 
 def test_snakemake_report_html_embeds_the_report_file(demo_run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -157,12 +164,17 @@ def test_a_link_to_a_file_outside_the_report_is_left_as_text_and_values_are_esca
         encoding="utf-8",
     )
     (tmp_path / "list.tsv").write_text("a\tb\n<script>\t&\n", encoding="utf-8")
+    (tmp_path / "kept.tsv").write_text("a\nsecret-checksum\n", encoding="utf-8")
     out = tmp_path / "report/report.html"
 
-    summary = write_report_file([tmp_path / "qc/index.html"], [tmp_path / "list.tsv"], tmp_path, out)
+    summary = write_report_file(
+        [tmp_path / "qc/index.html"], [tmp_path / "list.tsv"], tmp_path, out, [tmp_path / "kept.tsv"]
+    )
 
-    assert summary == f"1 page(s) and 1 list(s) in {out}, 1 link(s) left as text"
+    assert summary == f"1 page(s), 1 list(s) and 1 file name(s) in {out}, 1 link(s) left as text"
+    assert oct(stat.S_IMODE(out.stat().st_mode)) == "0o600"
     text = out.read_text(encoding="utf-8")
+    assert '<li id="kept-tsv"><code>kept.tsv</code>: 1 row(s)</li>' in text and "secret-checksum" not in text
     section = text[text.index('<section id="qc-index-html">') : text.index("</section>")]
     assert section == (
         '<section id="qc-index-html">\n<hr>\n<p id="qc-index-html--top"><a href="#qc-index-html--top">up</a> '

@@ -6,9 +6,11 @@ cannot resolve the relative links between the pages under ``results/``. Here eve
 document (``<section id="qc-uc1-hospital_a-report-html">``), every link between pages an in-page anchor, and every
 list (send-back list, rejects, validation issues, manifests) a table in a collapsed ``<details>`` section. Ids inside
 a page get the section's id as prefix (``qc-uc1-hospital_a-report-html--failures``), so the filter boxes of several
-QC pages stay apart; one copy of the offline filter script serves them all. Nothing is copied twice
-(``SAME_AS``): links to a center's ``failures.tsv`` go to the same failures, filterable, on its QC page, and links
-to a center's deposit manifest go to the EGA manifest of every center (filterable by center), which holds its rows.
+QC pages stay apart; one copy of the offline filter script serves them all. Links to a center's ``failures.tsv``
+go to the same failures, filterable, on its QC page (``SAME_AS``), not to a copy. The deposit manifests are not
+copied either (``kept``): their checksums are for the EGA upload, not for reading, change with every encryption
+(Crypt4GH is randomised, so the report would differ between two runs of the same data), and at ~440 bytes a patient
+they would be the largest part; their links go to a short section naming the file and its number of rows.
 
 Why rewrite the rendered pages rather than render them again: the QC center page is streamed by the ``qc`` stage
 from its chunk state (every failure), which no later job has. The pages are read with the standard library's HTML
@@ -37,10 +39,7 @@ from .pages import stream
 
 #: Files another part of the report already shows whole: a link to a path matching the pattern goes to the
 #: replacement (``path#id``) instead of to a copy. The pages link to each, so both are the same rows.
-SAME_AS = [
-    (re.compile(r"(?P<folder>qc/[^/]+/[^/]+)/failures\.tsv"), r"\g<folder>/report.html#failures"),
-    (re.compile(r"ega/[^/]+/[^/]+\.manifest\.tsv"), "ega/manifest.tsv"),
-]
+SAME_AS = [(re.compile(r"(?P<folder>qc/[^/]+/[^/]+)/failures\.tsv"), r"\g<folder>/report.html#failures")]
 #: Attributes holding an id of the page (or, for ``data-filter``, naming one): prefixed per section.
 ID_ATTRS = frozenset({"id", "data-filter", "for", "aria-labelledby", "aria-describedby"})
 CHUNK = 1 << 20  # characters of a page parsed at a time: a 20,000-patient QC page is never held whole
@@ -182,10 +181,20 @@ def _list(path: Path) -> tuple[list[str], list[list[str]]]:
     return (rows[0], rows[1:]) if rows else ([], [])
 
 
+def _rows(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return max(sum(1 for _ in handle) - 1, 0)
+
+
 def write_report_file(
-    pages: Sequence[str | Path], lists: Sequence[str | Path], results: str | Path, out: str | Path
+    pages: Sequence[str | Path],
+    lists: Sequence[str | Path],
+    results: str | Path,
+    out: str | Path,
+    kept: Sequence[str | Path] = (),
 ) -> str:
-    """Write ``out``: the ``pages`` (run report first) as sections, then the ``lists``; every path below ``results``.
+    """Write ``out``: the ``pages`` (run report first) as sections, then the ``lists`` as tables, then a line for each
+    ``kept`` file (linked, not copied: its name and number of rows); every path below ``results``.
 
     The file is owner-only (0600, folders 0700), as the QC pages and lists name record ids. A link to a file that is
     neither in it nor in ``SAME_AS`` is dropped (its text stays) and logged; returns a one-line summary for the log.
@@ -200,7 +209,8 @@ def write_report_file(
 
     page_sections = [_Section(anchor(rel), rel, _title(Path(p))) for p, rel in ((p, below(p)) for p in pages)]
     list_sections = [_Section(anchor(rel), rel, rel) for rel in map(below, lists)]
-    targets = {s.path: s.id for s in [*page_sections, *list_sections]}
+    kept_sections = [_Section(anchor(rel), rel, rel) for rel in map(below, kept)]
+    targets = {s.path: s.id for s in [*page_sections, *list_sections, *kept_sections]}
     missing: list[str] = []
     sections = [
         {"id": s.id, "title": s.title, "body": _body(Path(p), s, targets, missing)}
@@ -222,8 +232,14 @@ def write_report_file(
             nav=[],
             sections=sections,
             tables=tables,
+            kept=[
+                {"id": s.id, "title": s.title, "rows": _rows(Path(p))} for p, s in zip(kept, kept_sections, strict=True)
+            ],
         ):
             handle.write(part.encode("utf-8"))
     for link in missing:
         print(f"link to a file not in the report, left as text: {link}")
-    return f"{len(sections)} page(s) and {len(tables)} list(s) in {out}, {len(missing)} link(s) left as text"
+    return (
+        f"{len(sections)} page(s), {len(tables)} list(s) and {len(kept)} file name(s) in {out}, "
+        f"{len(missing)} link(s) left as text"
+    )

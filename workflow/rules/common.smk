@@ -201,8 +201,7 @@ def get_report_pages():
 
 
 def get_report_lists():
-    """The lists the pages link to, as tables in rule report_file; failures.tsv is on the QC page already, and the
-    EGA manifest holds every center's manifest (oncofhir.report_file.SAME_AS)."""
+    """The lists the pages link to, as tables in rule report_file (failures.tsv is on the QC page already)."""
     per = [
         f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
@@ -211,9 +210,14 @@ def get_report_lists():
     files = [f"{RESULTS}/report/run_summary.tsv"]
     for pattern in per:
         files += per_center(pattern)
-    if DEPOSIT["enabled"]:
-        files.append(f"{RESULTS}/ega/manifest.tsv")
     return files
+
+
+def get_report_kept():
+    """Files the pages link to that rule report_file names but does not copy: the deposit manifests."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
 
 
 def get_final_outputs():

@@ -34,6 +34,7 @@ rule report_file:
     input:
         pages=get_report_pages(),
         lists=get_report_lists(),
+        kept=get_report_kept(),
     output:
         report(
             f"{RESULTS}/report/report.html",

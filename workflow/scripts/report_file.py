@@ -4,4 +4,5 @@ from oncofhir.report_file import write_report_file
 from oncofhir.smk import run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run(sm, lambda: write_report_file(list(sm.input.pages), list(sm.input.lists), sm.params.results, sm.output[0]))
+inp = sm.input
+run(sm, lambda: write_report_file(list(inp.pages), list(inp.lists), sm.params.results, sm.output[0], list(inp.kept)))
