@@ -214,7 +214,8 @@ def get_report_lists():
 
 
 def get_report_kept():
-    """Files the pages link to that rule report_file names but does not copy: the deposit manifests."""
+    """Files the pages link to that rule report_file names, with their row count, but does not copy (the deposit
+    manifests)."""
     if not DEPOSIT["enabled"]:
         return []
     return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
