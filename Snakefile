@@ -23,7 +23,7 @@ localrules:
     unclaimed_groups,
     qc_index,
     run_summary,
-    report_site,
+    report_file,
     all,
 
 

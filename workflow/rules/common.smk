@@ -265,26 +265,35 @@ def get_table_outputs():
     return out
 
 
-def get_report_site_files():
-    """The pages of the run report and the QC, and every file they link to (rule report_site)."""
+def get_report_pages():
+    """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
+    return [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+    ]
+
+
+def get_report_lists():
+    """The lists the pages link to, as tables in rule report_file (failures.tsv is on the QC page already)."""
     per = [
-        f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
-        f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
         f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
         f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
         f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",  # the run report's round-trip column links to it
     ]
-    files = [
-        f"{RESULTS}/report/index.html",
-        f"{RESULTS}/report/run_summary.tsv",
-        f"{RESULTS}/qc/index.html",
-    ]
+    files = [f"{RESULTS}/report/run_summary.tsv"]
     for pattern in per:
         files += per_center(pattern)
-    if DEPOSIT["enabled"]:
-        files += [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
     return files
+
+
+def get_report_kept():
+    """Files the pages link to that rule report_file names, with their row count, but does not copy (the deposit
+    manifests)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
 
 
 def get_final_outputs():
@@ -301,7 +310,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
-        f"{RESULTS}/report/site",
+        f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),

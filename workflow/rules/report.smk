@@ -28,28 +28,30 @@ rule run_summary:
         "../scripts/run_summary.py"
 
 
-rule report_site:
-    """The run report, the QC pages and every list they link to, gathered as one folder that `snakemake --report`
-    embeds (htmlindex): its links work there as under results/."""
+rule report_file:
+    """The run report, every center's QC page and the lists they link to as ONE self-contained HTML file, links
+    rewritten to in-file anchors: what `snakemake --report report.html` (or report.zip) embeds.
+    """
     input:
-        get_report_site_files(),
+        pages=get_report_pages(),
+        lists=get_report_lists(),
+        kept=get_report_kept(),
     output:
         report(
-            directory(f"{RESULTS}/report/site"),
-            htmlindex="index.html",
+            f"{RESULTS}/report/report.html",
             caption="../report/run_report.rst",
             category="Run report",
         ),
     log:
-        f"{RESULTS}/logs/report_site.log",
+        f"{RESULTS}/logs/report_file.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_site.tsv"
+        f"{RESULTS}/benchmarks/report_file.tsv"
     conda:
         ENV
     params:
-        # the results folder: the site's files sit at the same paths below it as below results/
+        # the results folder: sections are named by their path below it
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
     message:
-        "Gathering the report pages for snakemake --report"
+        "Writing the run report and QC pages as one file for snakemake --report"
     script:
-        "../scripts/report_site.py"
+        "../scripts/report_file.py"
