@@ -35,6 +35,7 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/deposit.smk"
+include: "workflow/rules/views.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -859,7 +859,13 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     rows = manifest.read_manifest(merged)
     summary = (results / "report" / "run_summary.tsv").read_text().splitlines()[1:]
     bundles = [int(line.split("\t")[5]) for line in summary]
-    assert bundles == [9, 9] and len(rows) == sum(bundles) + 2
+    tables = [r["file"] for r in rows if r["file"].startswith("tables/")]  # the centers' Parquet (docs/tables.md)
+    assert bundles == [9, 9] and len(rows) - len(tables) == sum(bundles) + 2
+    views = sorted(p.stem for p in (results / "views" / "uc1").glob("*.json"))
+    assert sorted(tables) == [
+        f"tables/uc1/{c}/uc1.{c}.{v}.parquet.c4gh" for c in ("hospital_a", "hospital_b") for v in views
+    ]
+    assert not (results / "tables").exists()  # plaintext tables are deleted once encrypted, like the NDJSON
     # plaintext intermediates are gone (deposit.temp_plaintext defaults to true); the local index remains
     assert sorted(p.name for p in (results / "fhir" / "uc1").iterdir()) == [
         f"{c}.{kind}" for c in ("hospital_a", "hospital_b") for kind in ("index.tsv", "summary.json")
@@ -892,3 +898,78 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     assert len(written) > len(rows)
     for text in (done.stdout, done.stderr, refused.stdout, refused.stderr):
         assert secret not in text and PASSPHRASE not in text
+
+
+def test_the_tables_in_a_deposit_are_reconciled_like_the_bundles(tmp_path: Path, keyring: dict[str, Path]) -> None:
+    """A center's encrypted tables carry its secret fingerprint, verify on their own and in the merged manifest,
+    and a table deleted with its rows from every manifest is still found (one per view of the use case)."""
+    from oncofhir.dictionary import load_compiled
+    from oncofhir.views.deposit import encrypt_tables
+    from oncofhir.views.generate import write_views
+    from oncofhir.views.stage import stage_tables
+
+    make_center(tmp_path, "c1", 9)
+    encrypt_center(tmp_path, "c1", keyring)
+    views = tmp_path / "views" / "uc1"  # where the workflow writes them: <EGA root>/../views/<uc>
+    write_views(load_compiled(tmp_path / "uc1.json"), views)
+    fhir = tmp_path / "fhir" / "uc1"
+    stage_tables(tmp_path / "uc1.json", views, fhir / "c1.ndjson", tmp_path / "tables" / "uc1" / "c1", "c1")
+    ega = tmp_path / "ega"
+    tables_manifest = ega / "tables" / "uc1" / "c1.manifest.tsv"
+    encrypt_tables(
+        tmp_path / "tables" / "uc1" / "c1",
+        ega / "tables" / "uc1" / "c1",
+        tables_manifest,
+        use_case="uc1",
+        center="c1",
+        recipients=[str(keyring["ega.pub"])],
+        fhir_summary=fhir / "c1.summary.json",
+    )
+    recorded = json.loads((fhir / "c1.summary.json").read_text())["secret_fingerprint"]
+    rows = manifest.read_manifest(tables_manifest)
+    names = sorted(r["file"] for r in rows)
+    assert names == sorted(f"tables/uc1/c1/uc1.c1.{p.stem}.parquet.c4gh" for p in views.glob("*.json"))
+    assert {(r["pseudonym"], r["secret_fingerprint"]) for r in rows} == {("", recorded)}
+    assert manifest.verify(tables_manifest) == []  # its EGA root found from its place, three levels up
+    per_center = [ega / "uc1" / "c1.manifest.tsv", tables_manifest]
+    assert manifest.merge_manifests(per_center, ega / "manifest.tsv")["files"] == 9 + 1 + len(names)
+    assert manifest.verify(ega / "manifest.tsv", private_key=keyring["ega.sec"]) == []
+
+    # the tables' rows missing from the merged manifest (and their files gone): the center's table manifest says so
+    lines = (ega / "manifest.tsv").read_text().splitlines(keepends=True)
+    (ega / "manifest.tsv").write_text("".join(line for line in lines if "\ttables/" not in line))
+    shutil.rmtree(ega / "tables" / "uc1" / "c1")
+    missing = [f"{name}: the center's table is not in the manifest" for name in names]
+    assert (
+        manifest.verify(ega / "manifest.tsv")
+        == [
+            f"{name}: listed in tables/uc1/c1.manifest.tsv but not in the merged manifest (or differently)"
+            for name in names
+        ]
+        + missing
+    )
+    # ... and with that manifest gone too, the views still name every table the center must deposit
+    tables_manifest.unlink()
+    assert manifest.verify(ega / "manifest.tsv") == [
+        f"{name}: the center's table is not in the manifest" for name in names
+    ]
+    # a table row that is not in its center's folder or not named after it
+    (ega / "manifest.tsv").write_text("".join(lines).replace("tables/uc1/c1/uc1.c1.", "tables/uc1/c1/uc1.c2."))
+    problems = manifest.verify(ega / "manifest.tsv", checksums=False)
+    assert problems[0] == (
+        f"line {next(i for i, line in enumerate(lines, 1) if 'tables/' in line)}: file "
+        f"{names[0].replace('uc1.c1.', 'uc1.c2.')} is not a table of its row's use case and center "
+        "(tables/uc1/c1/uc1.c1.<view>.parquet.c4gh, no pseudonym)"
+    )
+
+    # tables encrypted without the FHIR stage's fingerprint: a second secret, refused when merging
+    encrypt_tables(
+        tmp_path / "tables" / "uc1" / "c1",
+        ega / "tables" / "uc1" / "c1",
+        tables_manifest,
+        use_case="uc1",
+        center="c1",
+        recipients=[str(keyring["ega.pub"])],
+    )
+    with pytest.raises(OncofhirError, match=r"pseudonymised with 2 different secrets \(secret \(none recorded\)"):
+        manifest.merge_manifests(per_center, tmp_path / "merged.tsv")

@@ -200,3 +200,58 @@ def test_run_summary_and_index_are_spreadsheet_safe(tmp_path: Path) -> None:
     index = (tmp_path / "fhir" / "uc3" / "site_a.index.tsv").read_text().splitlines()
     assert index[1].split("\t")[:2] == ["'@SUM(1+1)", index[1].split("\t")[1]]
     assert not index[1].split("\t")[1].startswith("'")  # the patient key names files: never changed
+
+
+def _round_trip(root: Path, reports: CenterReports, name: str = "site_a") -> CenterReports:
+    """The tables job's round trip for a center made by :func:`center` (uc3), as the workflow runs it."""
+    from dataclasses import replace
+
+    from oncofhir.views.generate import write_views
+    from oncofhir.views.stage import stage_tables
+
+    compiled = root / "uc3.json"
+    write_views(load_compiled(compiled), root / "views" / "uc3")
+    fhir = root / "fhir" / "uc3"
+    out = root / "roundtrip" / "uc3"
+    stage_tables(
+        compiled,
+        root / "views" / "uc3",
+        fhir / f"{name}.ndjson",
+        root / "tables" / "uc3" / name,
+        name,
+        records=root / "ingest" / "uc3" / name / "records.csv",
+        index=fhir / f"{name}.index.tsv",
+        roundtrip_json=out / f"{name}.json",
+        roundtrip_tsv=out / f"{name}.tsv",
+    )
+    return replace(reports, roundtrip=out / f"{name}.json")
+
+
+def test_the_round_trip_is_the_last_column_and_on_the_page(tmp_path: Path) -> None:
+    """A formula-like record id (written to the index as a spreadsheet-safe cell) still joins its record to its
+    wide-view row: the round trip checks as many values as with a plain id."""
+    compiled = tmp_path / "plain" / "uc3.json"
+    stage_compile(DICTIONARIES / "uc3", ONTOLOGIES, compiled)
+    lines = generate(load_compiled(compiled), "site_a", 3, seed=2).splitlines()
+    counts = {}
+    for folder, rid in (("plain", "r1"), ("formula", "@SUM(1+1)")):
+        lines[1] = f"{rid}," + lines[1].split(",", 1)[1]
+        reports = _round_trip(tmp_path / folder, center(tmp_path / folder, "site_a", 0, text="\n".join(lines) + "\n"))
+        tsv, page = tmp_path / folder / "report" / "run_summary.tsv", tmp_path / folder / "report" / "index.html"
+        assert write_run_summary([reports], tsv, page) == "1 center(s), 3 bundles, 0 needing attention"
+        header, row = (line.split("\t") for line in tsv.read_text().splitlines())
+        assert header[-1] == "roundtrip" and header == COLUMNS
+        counts[folder] = row[-1]
+        assert f'<td><a href="../roundtrip/uc3/site_a.tsv">{row[-1]}</a></td>' in page.read_text()
+        assert "<th>round trip</th>" in page.read_text()
+    assert counts["formula"] == counts["plain"] and counts["plain"].startswith("100% (")
+    table = (tmp_path / "formula" / "roundtrip" / "uc3" / "site_a.tsv").read_text().splitlines()
+    assert table[0].split("\t")[:3] == ["center", "variable", "kind"]
+
+    # a round trip that lost values: FAIL in the TSV, a red line that needs attention on the page
+    result = json.loads(Path(reports.roundtrip).read_text())
+    result.update(passed=False, recovered_percent=97.5, failures=[{"variable": "tumor_size", "rows": [2]}])
+    Path(reports.roundtrip).write_text(json.dumps(result))
+    assert write_run_summary([reports], tsv, page) == "1 center(s), 3 bundles, 1 needing attention"
+    assert tsv.read_text().splitlines()[1].split("\t")[-1] == "FAIL 97.5% (lost/changed: tumor_size)"
+    assert '<tr class="bad"><td>uc3</td><td>site_a</td>' in page.read_text()

@@ -107,8 +107,10 @@ def test_report_file_holds_every_page_and_list_with_working_anchors(demo_run: tu
         "validation-uc7-site_b-issues-tsv",
         "report-run_summary-tsv",
         "ega-manifest-tsv",
+        "roundtrip-uc7-site_b-tsv",
     } <= set(links.ids)
-    # the run report's links: QC page, failures (on the QC page, not copied), validation list, manifests (named)
+    # the run report's links: QC page, failures (on the QC page, not copied), validation list, manifests (named),
+    # round trip
     assert {
         "#qc-uc7-site_b-report-html",
         "#qc-uc7-site_b-report-html--failures",
@@ -117,6 +119,7 @@ def test_report_file_holds_every_page_and_list_with_working_anchors(demo_run: tu
         "#ega-manifest-tsv",
         "#ega-uc7-site_b-manifest-tsv",
         "#qc-index-html",
+        "#roundtrip-uc7-site_b-tsv",  # the round-trip column
     } <= set(links.hrefs)
     assert 'data-filter="qc-uc7-site_b-report-html--failures"' in text
     assert '<li><a href="#qc-uc7-site_b-report-html">Data quality: uc7 / site_b</a></li>' in text  # the contents

@@ -386,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--records", type=int, default=40, help="records per center")
     dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
     dm.set_defaults(func=_cmd_demo)
+
+    from .views.cli import add_parsers as add_views_parsers  # views, tables, cohort, query (docs/tables.md)
+
+    add_views_parsers(sub)
     return p
 
 

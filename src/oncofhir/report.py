@@ -46,18 +46,21 @@ COLUMNS = [
     "qc_below_minimum",
     "hidden_conflicts",
     "dictionary_version",
+    "roundtrip",
 ]
 
 
 @dataclass(frozen=True)
 class CenterReports:
-    """The per-center report files the run report reads; ``manifest`` is None when the deposit is off."""
+    """The per-center report files the run report reads; ``manifest`` is None when the deposit is off,
+    ``roundtrip`` (the tables job's round-trip JSON, docs/tables.md) when there is none."""
 
     ingest: str | Path
     fhir: str | Path
     qc: str | Path
     validation: str | Path
     manifest: str | Path | None = None
+    roundtrip: str | Path | None = None
 
 
 def _load(path: str | Path) -> dict[str, Any]:
@@ -103,7 +106,21 @@ def center_row(files: CenterReports, min_score: float = DEFAULT_MIN_CENTER_SCORE
         "validation_warnings": sev["warning"],
         "validation_line": va["line"],
         "encrypted_files": "" if encrypted is None else encrypted,
+        "roundtrip": roundtrip_cell(files.roundtrip),
     }
+
+
+def roundtrip_cell(path: str | Path | None) -> str:
+    """The round trip of the SQL-on-FHIR wide view (docs/tables.md): ``100% (n values)`` or ``FAIL ...``."""
+    if path is None:
+        return ""
+    rt = _load(path)
+    t = rt["totals"]
+    checked = t["recovered"] + t["lost"] + t["changed"]
+    if rt["passed"]:
+        return f"{rt['recovered_percent']:g}% ({checked} values)"
+    lost = ",".join(f["variable"] for f in rt["failures"])
+    return f"FAIL {rt['recovered_percent']:g}% (lost/changed: {lost})"
 
 
 def write_run_summary(
@@ -122,8 +139,13 @@ def write_run_summary(
     return f"{len(rows)} center(s), {sum(r['bundles'] for r in rows)} bundles, {problems} needing attention"
 
 
+def _bad(row: dict[str, Any]) -> bool:
+    """Red: counts that do not reconcile, validation errors, or a round trip that lost or changed values."""
+    return row["reconciled"] != "yes" or row["validation"] != "valid" or row["roundtrip"].startswith("FAIL")
+
+
 def _attention(row: dict[str, Any]) -> bool:
-    return row["reconciled"] != "yes" or row["validation"] != "valid" or row["qc_below_minimum"] == "yes"
+    return _bad(row) or row["qc_below_minimum"] == "yes"
 
 
 def _send_back(row: dict[str, Any], base: str) -> list[tuple[str | None, str]]:
@@ -161,12 +183,13 @@ def render_html(rows: list[dict[str, Any]], *, deposit: bool, min_score: float =
     ]
     if deposit:
         cards.append(("encrypted files", sum(int(r["encrypted_files"] or 0) for r in rows)))
+    roundtrip = any(r["roundtrip"] for r in rows)
     head = ["use case", "center", "rows in", "bundles", "rejected", "reconciled", "QC score", "validation"]
-    head += [*(["deposit"] if deposit else []), "send back to the hospital"]
+    head += [*(["round trip"] if roundtrip else []), *(["deposit"] if deposit else []), "send back to the hospital"]
     lines = []
     for r in rows:
         base = f"{r['use_case']}/{r['center']}"
-        bad = r["reconciled"] != "yes" or r["validation"] != "valid"
+        bad = _bad(r)
         low = r["qc_below_minimum"] == "yes"
         lines.append(
             {
@@ -194,5 +217,6 @@ def render_html(rows: list[dict[str, Any]], *, deposit: bool, min_score: float =
         rows=lines,
         total=total,
         deposit=deposit,
+        roundtrip=roundtrip,
         min_score=f"{min_score:g}",
     )

@@ -191,6 +191,80 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_table_inputs(wildcards):
+    """What a center's table job reads: its bundles and records, the index, the dictionary and the views."""
+    uc, center = wildcards.use_case, wildcards.center
+    inputs = {
+        "dictionary": f"{RESULTS}/dictionaries/{uc}.json",
+        "views": f"{RESULTS}/views/{uc}",
+        "ndjson": f"{RESULTS}/fhir/{uc}/{center}.ndjson",
+        "index": f"{RESULTS}/fhir/{uc}/{center}.index.tsv",
+        "records": f"{RESULTS}/ingest/{uc}/{center}/records.csv",
+    }
+    if DEPOSIT["enabled"]:
+        inputs["recipients"] = get_recipient_keys(wildcards)
+        inputs["sender"] = get_sender_key(wildcards)
+        # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
+        inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
+    return inputs
+
+
+def table_deposit_outputs():
+    """The encrypted tables and their manifest, when the deposit is on (outputs of rule tables)."""
+    if not DEPOSIT["enabled"]:
+        return {}
+    return {
+        "encrypted": directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        "manifest": f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
+    }
+
+
+def get_table_deposit_args(wildcards, input, output):
+    """The tables command's deposit arguments (encrypt into the EGA package), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return ""
+    args = [
+        f"--encrypt-dir {shlex.quote(output.encrypted)}",
+        f"--manifest {shlex.quote(output.manifest)}",
+        f"--fhir-summary {shlex.quote(input.fhir_summary)}",
+    ]
+    args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if input.sender:
+        args.append(f"--sender-key {shlex.quote(input.sender[0])}")
+    return " ".join(args)
+
+
+def get_table_manifests():
+    """The encrypted tables' manifests of every center (merged into ega/manifest.tsv), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv")
+
+
+def get_tables_root(wildcards, output):
+    """results/tables, from a table job's output (a center's folder) or the cohort database."""
+    first = Path(output[0])
+    return str(first.parent if first.suffix == ".duckdb" else first.parent.parent)
+
+
+def get_roundtrips():
+    """Each center's round-trip report (the run summary's roundtrip column)."""
+    return per_center(f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json")
+
+
+def get_table_outputs():
+    """The views, and when plaintext is kept the Parquet tables and the cohort database over them (docs/tables.md).
+
+    With deposit.temp_plaintext the tables are deleted once encrypted: a database of views over them would point
+    to nothing, and depending on them would rebuild every center's tables whenever one center changes.
+    """
+    out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
+    if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
+        out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
+        out.append(f"{RESULTS}/tables/cohort.duckdb")
+    return out
+
+
 def get_report_pages():
     """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
     return [
@@ -206,6 +280,7 @@ def get_report_lists():
         f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
         f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+        f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",  # the run report's round-trip column links to it
     ]
     files = [f"{RESULTS}/report/run_summary.tsv"]
     for pattern in per:
@@ -223,7 +298,7 @@ def get_report_kept():
 
 def get_final_outputs():
     """What `snakemake` with no target produces."""
-    data = []
+    data = [*get_table_outputs()]
     if DEPOSIT["enabled"]:
         data.append(f"{RESULTS}/ega/manifest.tsv")
     if (

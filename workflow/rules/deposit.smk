@@ -64,6 +64,7 @@ rule manifest:
     """Merge the per-center manifests into results/ega/manifest.tsv; every encrypted file must exist with its size."""
     input:
         per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv"),
+        tables=get_table_manifests(),
     output:
         f"{RESULTS}/ega/manifest.tsv",
     log:

@@ -8,6 +8,7 @@ rule run_summary:
             f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"
         ),
         manifests=get_center_manifests(),
+        roundtrips=get_roundtrips(),
         # linked from the report's "send back" column: made (by the qc rule) whenever the report is
         send_back=per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv"),
     output:

@@ -6,5 +6,6 @@ from oncofhir.smk import run
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
-centers = [CenterReports(*files) for files in zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, strict=True)]
+files = zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, inp.roundtrips, strict=True)
+centers = [CenterReports(*center) for center in files]
 run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, min_score=sm.params.min_center_score))

@@ -7,6 +7,10 @@ bundle and empty for the center's NDJSON; ``secret_fingerprint`` identifies the 
 center's pseudonyms (:func:`oncofhir.deposit.pseudonym.secret_fingerprint`), so a deposit mixing two secrets is
 refused. EGA's upload tools record the same md5 and sha256 values, so the manifest reconciles the submission with
 what the workflow produced.
+
+A center's analysis tables (``oncofhir.views.deposit``) are listed the same way, in their own per-center manifest
+``tables/<use_case>/<center>.manifest.tsv``: ``file`` is ``tables/<use_case>/<center>/<use_case>.<center>.<view>
+.parquet.c4gh``, ``pseudonym`` empty, the center's secret fingerprint like its bundles.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ COLUMNS = (
     "secret_fingerprint",
 )
 HEADER = "\t".join(COLUMNS) + "\n"
+#: The folder below the EGA root that holds the centers' encrypted analysis tables and their manifests.
+TABLES = "tables"
+TABLE_SUFFIX = ".parquet" + C4GH_SUFFIX
 
 Row = dict[str, str]
 
@@ -132,10 +139,29 @@ def mixed_secrets_message(secrets: dict[str, list[str]]) -> str:
     )
 
 
+def is_table(file: str) -> bool:
+    """True for a manifest row's file that is an analysis table (``tables/<uc>/<center>/<name>``)."""
+    return file.startswith(TABLES + "/") and file.count("/") == 3
+
+
 def _check_row(row: Row, line: int) -> list[str]:
-    """A row's file must lie in its use case's and center's folder and be named by its pseudonym."""
+    """A row's file must lie in its use case's and center's folder and be named by its pseudonym (a table: by its
+    use case and center, with no pseudonym)."""
     use_case, center, pseudonym, file = row["use_case"], row["center"], row["pseudonym"], row["file"]
     parts = file.split("/")
+    if is_table(file):
+        stem = f"{use_case}.{center}."
+        if (
+            not pseudonym
+            and parts[1:3] == [use_case, center]
+            and parts[3].startswith(stem)
+            and parts[3].endswith(TABLE_SUFFIX)
+        ):
+            return []
+        return [
+            f"line {line}: file {file} is not a table of its row's use case and center "
+            f"({TABLES}/{use_case}/{center}/{stem}<view>{TABLE_SUFFIX}, no pseudonym)"
+        ]
     if len(parts) != 3 or parts[:2] != [use_case, center]:
         return [f"line {line}: file {file} is not in the folder of its row's use case and center ({use_case}/{center})"]
     expected = f"{pseudonym}.json{C4GH_SUFFIX}" if pseudonym else f"{use_case}.{center}.ndjson{C4GH_SUFFIX}"
@@ -146,40 +172,73 @@ def _check_row(row: Row, line: int) -> list[str]:
     return [f"line {line}: file {file} has no pseudonym but is not the center's NDJSON ({expected})"]
 
 
-def _reconcile(root: Path, by_center: dict[tuple[str, str], list[tuple[str, ...]]], merged: bool) -> list[str]:
-    """Check each center's rows against its own manifest (for a merged one) and its FHIR summary's bundle count.
+def _compare(rows: Iterable[tuple[str, ...]], own: Path, name: str) -> list[str]:
+    """The rows of a merged manifest against the per-center manifest ``own`` (named ``name``) they came from."""
+    if not own.is_file():
+        return [f"{name}: the center's own manifest is missing"]
+    theirs = {tuple(r.values()) for r in iter_manifest(own)}
+    ours = set(rows)
+    problems = [
+        f"{row[3]}: listed in {name} but not in the merged manifest (or differently)" for row in sorted(theirs - ours)
+    ]
+    problems += [
+        f"{row[3]}: listed in the merged manifest but not in {name} (or differently)" for row in sorted(ours - theirs)
+    ]
+    return problems
+
+
+def _expected_tables(root: Path, use_case: str, center: str) -> set[str] | None:
+    """The table files a center's deposit holds: one per ViewDefinition of ``<root>/../views/<use_case>/`` (the
+    workflow's results tree), or None where that folder is absent."""
+    views = root.parent / "views" / use_case
+    if not views.is_dir():
+        return None
+    prefix = f"{TABLES}/{use_case}/{center}/{use_case}.{center}."
+    return {prefix + p.stem + TABLE_SUFFIX for p in views.glob("*.json") if not p.name.startswith(".")}
+
+
+def _reconcile(
+    root: Path, by_center: dict[tuple[str, str], list[tuple[str, ...]]], merged: bool, tables: bool
+) -> list[str]:
+    """Check each center's rows against its own manifests (for a merged one), its FHIR summary's bundle count and
+    its views' table count.
 
     Catches a file deleted together with its row in the merged manifest, and (where the results tree is present,
-    ``<root>/../fhir/<uc>/<center>.summary.json``) a file deleted together with its rows in both manifests."""
+    ``<root>/../fhir/<uc>/<center>.summary.json`` and ``<root>/../views/<uc>/``) a file deleted together with its
+    rows in both manifests. ``tables``: the manifest is expected to list the centers' tables (a merged manifest,
+    or a center's table manifest)."""
     problems: list[str] = []
     for (use_case, center), rows in sorted(by_center.items()):
-        own = root / use_case / f"{center}.manifest.tsv"
+        table_rows = [row for row in rows if is_table(row[3])]
+        bundle_rows = [row for row in rows if not is_table(row[3])]
+        table_manifest = root / TABLES / use_case / f"{center}.manifest.tsv"
         if merged:
-            if not own.is_file():
-                problems.append(f"{use_case}/{center}.manifest.tsv: the center's own manifest is missing")
-            else:
-                theirs = {tuple(r.values()) for r in iter_manifest(own)}
-                ours = set(rows)
-                for row in sorted(theirs - ours):
-                    problems.append(
-                        f"{row[3]}: listed in {use_case}/{center}.manifest.tsv but not in the merged manifest "
-                        "(or differently)"
-                    )
-                for row in sorted(ours - theirs):
-                    problems.append(
-                        f"{row[3]}: listed in the merged manifest but not in {use_case}/{center}.manifest.tsv "
-                        "(or differently)"
-                    )
+            problems += _compare(
+                bundle_rows, root / use_case / f"{center}.manifest.tsv", f"{use_case}/{center}.manifest.tsv"
+            )
+            if table_rows or table_manifest.is_file():
+                problems += _compare(table_rows, table_manifest, f"{TABLES}/{use_case}/{center}.manifest.tsv")
+        expected = _expected_tables(root, use_case, center) if tables else None
+        if expected is not None:
+            listed_tables = {row[3] for row in table_rows}
+            problems += [
+                f"{file}: the center's table is not in the manifest" for file in sorted(expected - listed_tables)
+            ]
+            problems += [
+                f"{file}: listed in the manifest but no view of {use_case} makes it"
+                for file in sorted(listed_tables - expected)
+            ]
         summary_path = root.parent / "fhir" / use_case / f"{center}.summary.json"
         if not summary_path.is_file():
             continue
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        bundles = sum(1 for row in rows if row[2])
-        if summary.get("bundles") != bundles:
-            problems.append(
-                f"{use_case}/{center}: the manifest lists {bundles} bundle(s) but the FHIR stage made "
-                f"{summary.get('bundles')} ({summary_path})"
-            )
+        if bundle_rows:  # a center's table manifest lists no bundle
+            bundles = sum(1 for row in bundle_rows if row[2])
+            if summary.get("bundles") != bundles:
+                problems.append(
+                    f"{use_case}/{center}: the manifest lists {bundles} bundle(s) but the FHIR stage made "
+                    f"{summary.get('bundles')} ({summary_path})"
+                )
         recorded = summary.get("secret_fingerprint")
         listed = {row[-1] for row in rows}
         if recorded is not None and listed != {recorded}:
@@ -218,16 +277,21 @@ def verify(
     differ from the FHIR stage's count (``<root>/../fhir/<uc>/<center>.summary.json``, where present).
     With ``checksums=False`` (and no key) only existence and sizes are checked, from the file system alone.
     ``root`` is the EGA root the ``file`` column is relative to; by default the merged manifest's folder
-    (``results/ega/manifest.tsv``) or two levels up from a per-center one (``results/ega/<uc>/<center>.manifest.tsv``).
+    (``results/ega/manifest.tsv``) or two levels up from a per-center one (``results/ega/<uc>/<center>.manifest.tsv``),
+    three from a center's table manifest (``results/ega/tables/<uc>/<center>.manifest.tsv``). The tables a merged
+    or table manifest lists must be one per view of the use case (``<root>/../views/<uc>/``, where present).
     """
     from crypt4gh import lib
 
     from .keys import PASSPHRASE_ENV, load_private_key, quiet_crypt4gh
 
     quiet_crypt4gh()
+    merged = not Path(manifest_path).name.endswith(".manifest.tsv")
+    first = next(iter_manifest(manifest_path), None)
+    table_manifest = not merged and first is not None and is_table(first["file"])
     if root is None:
         here = Path(manifest_path).parent
-        root = here.parent if Path(manifest_path).name.endswith(".manifest.tsv") else here
+        root = here if merged else here.parent.parent if table_manifest else here.parent
     root = Path(root)
     rows = iter_manifest(manifest_path)
     keys = None
@@ -275,8 +339,7 @@ def verify(
             secrets[fingerprint].append(f"{use_case}/{center}")
     if len(secrets) > 1:
         problems.append(mixed_secrets_message(secrets))
-    merged = not Path(manifest_path).name.endswith(".manifest.tsv")
-    problems += _reconcile(root, by_center, merged)
+    problems += _reconcile(root, by_center, merged, tables=merged or table_manifest)
     folders = {f.rpartition("/")[0] for f in listed}
     for folder in sorted(folders):
         if not (root / folder).is_dir():
