@@ -263,3 +263,12 @@ if workflow.check_envvars and workflow.is_main_process:
 onstart:
     # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
     prepare_results(RESULTS)
+
+
+# ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----
+from oncofhir.provenance.code_version import stage_code_version
+
+
+def code_version(rule_name):
+    """The package version + a hash of the source files the rule runs (docs/provenance.md#code-versions)."""
+    return stage_code_version(rule_name)

@@ -20,6 +20,8 @@ rule demo_keys:
         f"{RESULTS}/benchmarks/demo_keys.tsv"
     conda:
         ENV
+    params:
+        code=code_version("demo_keys"),
     message:
         "Generating demo Crypt4GH keys next to {output.ega} (demo only)"
     script:
@@ -45,6 +47,7 @@ rule encrypt:
         ENV
     threads: 2
     params:
+        code=code_version("encrypt"),
         recipients=lambda wildcards, input: " ".join(
             f"--recipient {shlex.quote(key)}" for key in input.recipients
         ),
@@ -72,6 +75,8 @@ rule manifest:
         f"{RESULTS}/benchmarks/manifest.tsv"
     conda:
         ENV
+    params:
+        code=code_version("manifest"),
     message:
         "Writing the EGA manifest"
     script:

@@ -17,6 +17,7 @@ rule qc:
     conda:
         ENV
     params:
+        code=code_version("qc"),
         weights=json.dumps(config["qc"]["weights"], sort_keys=True),
         min_record_score=config["qc"]["min_record_score"],
         min_type_scores=json.dumps(config["qc"]["min_type_scores"], sort_keys=True),
@@ -43,6 +44,8 @@ rule qc_index:
         f"{RESULTS}/benchmarks/qc_index.tsv"
     conda:
         ENV
+    params:
+        code=code_version("qc_index"),
     message:
         "Writing the combined data-quality page"
     script:

@@ -21,6 +21,8 @@ rule run_summary:
         f"{RESULTS}/benchmarks/run_summary.tsv"
     conda:
         ENV
+    params:
+        code=code_version("run_summary"),
     message:
         "Writing the run summary and report"
     script:
