@@ -33,6 +33,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/privacy.smk"
 include: "workflow/rules/deposit.smk"
 include: "workflow/rules/report.smk"
 

@@ -200,6 +200,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- Re-identification risk (issue #16; docs/provenance.md#re-identification-risk) -------------------------------
+def _cmd_privacy_counts(args: argparse.Namespace) -> int:
+    from .dictionary import load_compiled
+    from .privacy import count_classes, write_counts
+
+    dd = load_compiled(args.dictionary)
+    counts = count_classes(dd, args.records, args.index, args.center)
+    write_counts(dd, counts, args.out)
+    print(f"{args.center}: {sum(counts.values())} deposited record(s) in {len(counts)} combination(s)")
+    return 0
+
+
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from .privacy import stage_privacy
+
+    print(stage_privacy(args.dictionary, args.counts, args.json, args.tsv, args.k, args.action))
+    return 0
+
+
+def _cmd_privacy_gate(args: argparse.Namespace) -> int:
+    from .privacy import check_release
+
+    print(check_release(args.decision))
+    return 0
+
+
+def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
+    pc = sub.add_parser("privacy-counts", help="count a center's deposited records per quasi-identifier combination")
+    pc.add_argument("--dictionary", required=True)
+    pc.add_argument("--records", required=True, help="the center's normalised records (ingest)")
+    pc.add_argument("--index", required=True, help="the FHIR stage's index: the deposited records")
+    pc.add_argument("--center", required=True)
+    pc.add_argument("--out", required=True, help="counts TSV (no record ids; owner-only)")
+    pc.set_defaults(func=_cmd_privacy_counts)
+    pr = sub.add_parser("privacy", help="k-anonymity and l-diversity of a use case from its centers' counts")
+    pr.add_argument("--dictionary", required=True)
+    pr.add_argument("--counts", nargs="+", required=True, help="every center's counts TSV")
+    pr.add_argument("--json", required=True)
+    pr.add_argument("--tsv", required=True)
+    pr.add_argument("--k", type=int, default=5)
+    pr.add_argument("--action", choices=("report", "block"), default="report")
+    pr.set_defaults(func=_cmd_privacy)
+    pg = sub.add_parser("privacy-gate", help="exit 4 with the reason if a use case's privacy decision blocks it")
+    pg.add_argument("decision", help="results/privacy/<use case>.json")
+    pg.set_defaults(func=_cmd_privacy_gate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     p = argparse.ArgumentParser(prog="oncofhir", description=__doc__.splitlines()[0])
@@ -327,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--records", type=int, default=40, help="records per center")
     dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
     dm.set_defaults(func=_cmd_demo)
+    _add_privacy_commands(sub)
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,15 +90,29 @@ def center_row(files: CenterReports) -> dict[str, Any]:
     }
 
 
-def write_run_summary(centers: list[CenterReports], tsv_out: str | Path, html_out: str | Path | None = None) -> str:
-    """Write the TSV (one row per center) and, if asked, the HTML page; returns a one-line summary for the log."""
+def write_run_summary(
+    centers: list[CenterReports],
+    tsv_out: str | Path,
+    html_out: str | Path | None = None,
+    sections: Sequence[str] = (),
+) -> str:
+    """Write the TSV (one row per center) and, if asked, the HTML page (with extra ``sections``, see
+    :func:`with_sections`); returns a one-line summary for the log."""
     rows = [center_row(c) for c in centers]
     lines = ["\t".join(COLUMNS)] + ["\t".join(str(row[c]) for c in COLUMNS) for row in rows]
     write_text_atomic(tsv_out, "\n".join(lines) + "\n")
     if html_out is not None:
-        write_text_atomic(html_out, render_html(rows, deposit=any(c.manifest for c in centers)))
+        write_text_atomic(
+            html_out, with_sections(render_html(rows, deposit=any(c.manifest for c in centers)), sections)
+        )
     problems = sum(1 for r in rows if r["reconciled"] != "yes" or r["validation"] != "valid")
     return f"{len(rows)} center(s), {sum(r['bundles'] for r in rows)} bundles, {problems} needing attention"
+
+
+def with_sections(page: str, sections: Sequence[str]) -> str:
+    """The page with extra sections (HTML fragments made elsewhere, e.g. the re-identification risk of
+    :func:`oncofhir.privacy.html.privacy_section`) before its end."""
+    return page.replace("\n</body>", "".join(sections) + "\n</body>", 1)
 
 
 CSS = """

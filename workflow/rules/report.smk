@@ -8,6 +8,7 @@ rule run_summary:
             f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"
         ),
         manifests=get_center_manifests(),
+        privacy=get_privacy_reports(),
     output:
         tsv=f"{RESULTS}/report/run_summary.tsv",
         html=report(

@@ -1,5 +1,6 @@
 """Snakemake adapter: aggregate the per-center reports into the run summary (TSV) and the run report (HTML)."""
 
+from oncofhir.privacy.html import privacy_section
 from oncofhir.report import CenterReports, write_run_summary
 from oncofhir.smk import run
 
@@ -7,4 +8,5 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
 centers = [CenterReports(*files) for files in zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, strict=True)]
-run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html))
+sections = [privacy_section(list(inp.privacy))]
+run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections))

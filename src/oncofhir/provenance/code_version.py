@@ -50,10 +50,11 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "bundle_files": ("oncofhir.smk", "oncofhir.fhir.writer"),
     "validate": ("oncofhir.cli", "oncofhir.validate.report"),
     "hl7_validator": ("oncofhir.smk", "oncofhir.validate.hl7"),
-    "privacy": ("oncofhir.cli", "oncofhir.privacy"),
+    "privacy_counts": ("oncofhir.cli", "oncofhir.privacy.counts"),
+    "privacy": ("oncofhir.cli", "oncofhir.privacy.stage"),
     "encrypt": ("oncofhir.cli", "oncofhir.deposit.encrypt"),
     "manifest": ("oncofhir.smk", "oncofhir.deposit.manifest"),
-    "run_summary": ("oncofhir.smk", "oncofhir.report"),
+    "run_summary": ("oncofhir.smk", "oncofhir.report", "oncofhir.privacy.html"),
     "ro_crate": ("oncofhir.smk", "oncofhir.provenance.crate"),
 }
 
