@@ -36,9 +36,11 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/privacy.smk"
 include: "workflow/rules/deposit.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs(),
+        f"{RESULTS}/ro-crate/ro-crate-metadata.json",

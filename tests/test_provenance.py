@@ -8,6 +8,7 @@ PYTHONPATH; the scheduled jobs are read from Snakemake's own job events (as in t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -203,3 +204,111 @@ def test_a_docs_only_change_reruns_nothing(repo_copy: Copy, tmp_path: Path) -> N
         for path, original in originals.items():
             path.write_bytes(original)
     assert not planned and "Nothing to be done" in output, output[-3000:]
+
+
+# ---- the run's Provenance Run Crate ------------------------------------------------------------------------------
+
+
+def _crate(repo_copy: Copy) -> tuple[dict, dict, Path]:
+    results = repo_copy.config.parent / "results"
+    path = results / "ro-crate" / "ro-crate-metadata.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data, {e["@id"]: e for e in data["@graph"]}, results
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_run_crate_describes_workflow_steps_versions_and_deposit(repo_copy: Copy) -> None:
+    import csv
+
+    data, by_id, results = _crate(repo_copy)
+    root = by_id["./"]
+    assert {p["@id"] for p in root["conformsTo"]} == {
+        "https://w3id.org/ro/wfrun/process/0.5",
+        "https://w3id.org/ro/wfrun/workflow/0.5",
+        "https://w3id.org/ro/wfrun/provenance/0.5",
+        "https://w3id.org/workflowhub/workflow-ro-crate/1.0",
+    }
+    workflow = by_id[root["mainEntity"]["@id"]]
+    assert workflow["@id"] == "workflow/Snakefile" and workflow["version"].startswith("0.1.0")
+    assert (results / "ro-crate" / "workflow" / "Snakefile").read_bytes() == (repo_copy.root / "Snakefile").read_bytes()
+    software = {by_id[s["@id"]]["name"]: by_id[s["@id"]]["softwareVersion"] for s in workflow["softwareRequirements"]}
+    assert {"Python", "oncofhir", "snakemake", "crypt4gh", "fhir.resources"} <= set(software)
+    assert software["oncofhir"] == "0.1.0"
+    # one CreateAction per job, named by rule, use case and center, with start and end; tools carry code versions
+    runs = {e["name"] for e in data["@graph"] if e.get("@type") == "CreateAction" and e["@id"].startswith("#run-")}
+    for use_case in USE_CASES:
+        for center in CENTERS:
+            for rule in ("ingest", "qc", "fhir", "validate", "encrypt", "privacy_counts"):
+                assert f"{rule} {use_case}/{center}" in runs
+        assert f"privacy {use_case}" in runs
+    qc_run = next(e for e in data["@graph"] if e.get("name") == f"qc {USE_CASES[0]}/{CENTERS[0]}")
+    assert qc_run["startTime"] <= qc_run["endTime"]
+    assert by_id["#tool-qc"]["softwareVersion"] == stage_code_version("qc", repo_copy.root / "src" / "oncofhir")
+    qc_json = by_id[f"../qc/{USE_CASES[0]}/{CENTERS[0]}/qc.json"]
+    assert (
+        qc_json["sha256"]
+        == hashlib.sha256((results / "qc" / USE_CASES[0] / CENTERS[0] / "qc.json").read_bytes()).hexdigest()
+    )
+    # every deposit file with the manifest's checksum; dictionaries with their version; code tables with theirs
+    with open(results / "ega" / "manifest.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert rows and all(by_id[f"../ega/{r['file']}"]["sha256"] == r["c4gh_sha256"] for r in rows)
+    assert by_id["../dictionaries/uc1.json"]["version"] == "1.0.0"
+    assert by_id["#code-table-sct.tsv"]["url"] == "http://snomed.info/sct"
+    config = json.loads((results / "ro-crate" / "config.json").read_text(encoding="utf-8"))
+    assert config["privacy"] == {"k": 5, "action": "report"}
+
+
+def test_the_crate_holds_no_secret_record_id_or_plaintext_path(repo_copy: Copy) -> None:
+    """The run kept its plaintext (--notemp): still none of it is named, and no record id or secret appears."""
+    import re
+
+    _, by_id, results = _crate(repo_copy)
+    text = "".join(p.read_text(encoding="utf-8") for p in (results / "ro-crate").glob("*.*"))
+    assert SECRET not in text
+    record_ids = set()
+    for export in (repo_copy.config.parent / "exports").rglob("*.csv"):
+        record_ids |= {line.split(",", 1)[0] for line in export.read_text(encoding="utf-8").splitlines()[1:]}
+    assert not [rid for rid in record_ids if rid and rid in text]
+    assert (results / "ingest" / "uc1" / "site_a" / "records.csv").exists()  # kept, yet not named
+    for plaintext in ("records.csv", "index.tsv", "/exports/", "rejects", "gate.tsv", "failures.tsv", ".sec", "counts.tsv"):
+        assert plaintext not in text, plaintext
+    assert not re.search(r"\.ndjson(?!\.c4gh)", text)
+    assert not [i for i in by_id if re.match(r"\.\./fhir/[^/]+/[^/.]+$", i)]  # no per-patient bundle folder
+
+
+def test_roc_validator_finds_no_issue_at_the_strictest_profile(repo_copy: Copy) -> None:
+    pytest.importorskip("rocrate_validator", reason="roc-validator is not installed (pip install -e '.[dev]')")
+    crate = repo_copy.config.parent / "results" / "ro-crate"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "ro-crate" / "validate.py"), str(crate)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout)
+    assert (report["profile"], report["severity"]) == ("provenance-run-crate-0.5", "REQUIRED")
+    assert report["issues"] == [] and report["passed"] is True, result.stdout + result.stderr[-2000:]
+    assert result.returncode == 0
+
+
+def test_verify_checks_the_crate_against_the_manifest(repo_copy: Copy, tmp_path: Path) -> None:
+    from oncofhir.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(repo_copy.config.parent / "results" / "ega", results / "ega")
+    shutil.copytree(repo_copy.config.parent / "results" / "ro-crate", results / "ro-crate")
+    manifest = results / "ega" / "manifest.tsv"
+    assert main(["verify", str(manifest)]) == 0
+    path = results / "ro-crate" / "ro-crate-metadata.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entity = next(e for e in data["@graph"] if e["@id"].startswith("../ega/") and e["@id"].endswith(".json.c4gh"))
+    good, entity["sha256"] = entity["sha256"], "0" * 64
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["verify", str(manifest)]) == 1
+    path.write_text(json.dumps({**data, "@graph": [e for e in data["@graph"] if e is not entity]}), encoding="utf-8")
+    assert main(["verify", str(manifest)]) == 1
+    assert good != "0" * 64

@@ -180,6 +180,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .deposit.manifest import read_manifest, verify
 
     problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
+    problems += _crate_problems(args.manifest)
     files = len(read_manifest(args.manifest))
     how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
     for problem in problems:
@@ -189,6 +190,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"oncofhir verify: {files} file(s) {how}: all match {args.manifest}")
     return 0
+
+
+def _crate_problems(manifest: str) -> list[str]:
+    """The run's RO-Crate (results/ro-crate/, beside the merged manifest's ega/) must list every deposit file with
+    the manifest's SHA-256 (docs/provenance.md#run-crate); nothing to check where there is no crate."""
+    from pathlib import Path
+
+    from .deposit.manifest import iter_manifest
+    from .provenance.crate import crate_problems
+
+    crate = Path(manifest).resolve().parent.parent / "ro-crate" / "ro-crate-metadata.json"
+    return crate_problems(crate, iter_manifest(manifest)) if crate.is_file() else []
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
