@@ -274,7 +274,8 @@ def test_the_crate_holds_no_secret_record_id_or_plaintext_path(repo_copy: Copy) 
         record_ids |= {line.split(",", 1)[0] for line in export.read_text(encoding="utf-8").splitlines()[1:]}
     assert not [rid for rid in record_ids if rid and rid in text]
     assert (results / "ingest" / "uc1" / "site_a" / "records.csv").exists()  # kept, yet not named
-    for plaintext in ("records.csv", "index.tsv", "/exports/", "rejects", "gate.tsv", "failures.tsv", ".sec", "counts.tsv"):
+    plaintexts = ("records.csv", "index.tsv", "/exports/", "rejects", "gate.tsv", "failures.tsv", ".sec", "counts.tsv")
+    for plaintext in plaintexts:
         assert plaintext not in text, plaintext
     assert not re.search(r"\.ndjson(?!\.c4gh)", text)
     assert not [i for i in by_id if re.match(r"\.\./fhir/[^/]+/[^/.]+$", i)]  # no per-patient bundle folder

@@ -20,7 +20,7 @@ rule ro_crate:
         ENV
     params:
         code=code_version("ro_crate"),
-        results=RESULTS,
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         workflow_dir=workflow.basedir,
         metadata=os.path.join(os.getcwd(), ".snakemake", "metadata"),
         centers=json.dumps(
