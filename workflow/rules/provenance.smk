@@ -6,10 +6,15 @@ localrules:
 
 
 rule ro_crate:
-    """results/ro-crate/ro-crate-metadata.json: workflow, step runs, versions, reports and deposit checksums."""
+    """results/ro-crate/ro-crate-metadata.json: workflow, step runs, versions, reports and deposit checksums.
+
+    No parameter names the checkout or the working directory (a moved finished run stays complete): the script
+    finds the workflow from its own folder and Snakemake's job records in the working directory's .snakemake/.
+    """
     input:
-        get_final_outputs(),
-        get_privacy_reports(),
+        final=get_final_outputs(),
+        privacy=get_privacy_reports(),
+        ontologies=ontology_tables(),
     output:
         f"{RESULTS}/ro-crate/ro-crate-metadata.json",
     log:
@@ -21,13 +26,9 @@ rule ro_crate:
     params:
         code=code_version("ro_crate"),
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
-        workflow_dir=workflow.basedir,
-        metadata=os.path.join(os.getcwd(), ".snakemake", "metadata"),
         centers=json.dumps(
             {u: sorted(CENTERS[CENTERS.use_case == u].center) for u in USE_CASES}
         ),
-        dictionaries=DICTIONARIES,
-        ontologies=ONTOLOGIES,
     message:
         "Writing the run's RO-Crate"
     script:

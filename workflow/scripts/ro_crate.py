@@ -14,11 +14,10 @@ run(
     lambda: build_crate(
         Path(p.results),
         Path(sm.output[0]).parent,
-        Path(p.workflow_dir),
-        Path(p.metadata),
+        Path(sm.scriptdir).resolve().parent.parent,  # the checkout: workflow/scripts/ -> its root
+        Path.cwd() / ".snakemake" / "metadata",  # Snakemake's job records, in its working directory
         dict(sm.config),
         centers,
-        {use_case: Path(p.dictionaries) / use_case for use_case in centers},
-        Path(p.ontologies),
+        Path(sm.input.ontologies[0]).parent,
     ),
 )

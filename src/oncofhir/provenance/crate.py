@@ -211,7 +211,6 @@ def build_crate(
     metadata_dir: Path,
     config: dict[str, Any],
     centers: dict[str, set[str]],
-    dictionaries: dict[str, Path],
     ontologies: Path,
 ) -> dict[str, int]:
     """Write ``out_dir``/ro-crate-metadata.json (and the workflow files beside it); returns counts for the log."""
@@ -285,7 +284,7 @@ def build_crate(
     )
     write_text_atomic(out_dir / "config.json", json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
     objects = [config_file]
-    for use_case, _folder in sorted(dictionaries.items()):
+    for use_case in sorted(centers):
         compiled = results / "dictionaries" / f"{use_case}.json"
         if not compiled.is_file():
             continue
@@ -310,7 +309,7 @@ def build_crate(
             )
         )
         objects.append(entity)
-    systems = _systems(results, dictionaries)
+    systems = _systems(results, centers)
     for alias, info in sorted(systems.items()):
         table = crate.get(f"#code-table-{alias}.tsv")
         if table is not None:
@@ -459,9 +458,10 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).replace(microsecond=0).isoformat()
 
 
-def _systems(results: Path, dictionaries: dict[str, Path]) -> dict[str, dict[str, str]]:
+def _systems(results: Path, use_cases: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Code systems of the compiled dictionaries: URI and version per alias."""
     systems: dict[str, dict[str, str]] = {}
-    for use_case in dictionaries:
+    for use_case in use_cases:
         compiled = results / "dictionaries" / f"{use_case}.json"
         if compiled.is_file():
             systems.update(json.loads(compiled.read_text(encoding="utf-8")).get("systems", {}))
