@@ -25,6 +25,8 @@ def _suggestion(result: dict[str, Any]) -> str:
     if not without:
         return ""
     best = min(without, key=lambda qi: (without[qi]["records_below_k"], qi))
+    if without[best]["records_below_k"] >= result.get("records_below_k", 0):
+        return "no single band or suppression reaches k: see the classes"
     return f"suppressing {best} leaves {without[best]['records_below_k']} record(s) below k"
 
 
