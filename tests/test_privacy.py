@@ -253,3 +253,49 @@ def test_block_stops_encryption_of_that_use_case_only(tmp_path: Path, compiled) 
         if path.is_file():
             text = path.read_text(encoding="utf-8")
             assert not [rid for rid in ids if rid and rid in text], path
+
+
+def test_the_risk_section_goes_into_the_run_report_escaped_below_its_header(tmp_path: Path) -> None:
+    """The section is rendered from its template (values escaped) and placed by run_report.html.j2 after the
+    center table, keeping the page header and legend; a plain string given as a section is escaped, not placed."""
+    from oncofhir.privacy.html import privacy_section
+    from oncofhir.report import render_html
+
+    result = {
+        "use_case": "uc1",
+        "assessed": True,
+        "quasi_identifiers": ["center", "onsetage"],
+        "k_required": 5,
+        "records": 3,
+        "k": 1,
+        "l": 1,
+        "records_below_k": 3,
+        "meets_k": False,
+        "smallest_classes": [
+            {"values": {"center": "<b>a</b>", "onsetage": "16"}, "records": 1, "drivers": ["onsetage"]},
+        ],
+        "release": {"action": "report", "blocked": False, "message": "below k"},
+    }
+    (tmp_path / "uc1.json").write_text(json.dumps(result), encoding="utf-8")
+    page = render_html([], deposit=False, sections=[privacy_section([tmp_path / "uc1.json"])])
+    assert page.index('<p class="meta">Run date') < page.index('<p class="legend">') < page.index('id="privacy"')
+    assert '<tr class="bad"><td>uc1</td><td class="n">3</td>' in page
+    assert "<td>&lt;b&gt;a&lt;/b&gt;</td><td>16</td>" in page and "<b>a</b>" not in page
+    assert '<a href="../privacy/uc1.tsv">classes</a>' in page
+    assert page.endswith("</body></html>\n")
+    assert "&lt;h2&gt;x&lt;/h2&gt;" in render_html([], deposit=False, sections=["<h2>x</h2>"])
+
+
+def test_the_classes_tsv_is_spreadsheet_safe(tmp_path: Path, compiled) -> None:
+    """A center named like a formula (from the centers sheet) is written as text, as in every other TSV."""
+    dd = compiled["uc1"]
+    rows = [("r1", "1", "60", "0")]
+    records, index = _center_files(tmp_path, "site", rows, {"r1"})
+    counts = tmp_path / "a.counts.tsv"
+    write_counts(dd, count_classes(dd, records, index, "=HYPERLINK(1)"), counts)
+    dictionary = tmp_path / "uc1.json"
+    dictionary.write_text(dd.to_json(), encoding="utf-8")
+    stage_privacy(dictionary, [counts], tmp_path / "p.json", tmp_path / "p.tsv", 5, "report")
+    lines = (tmp_path / "p.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines == ["center\tsex\tonsetage\trecords\tsensitive_values\tbelow_k", "'=HYPERLINK(1)\t1\t60\t1\t1\tyes"]
+    assert oct(stat.S_IMODE((tmp_path / "p.tsv").stat().st_mode)) == "0o600"

@@ -88,6 +88,20 @@ def test_a_module_changes_the_version_of_exactly_the_stages_importing_it(tmp_pat
     assert {stage for stage in STAGE_MODULES if before[stage] != after[stage]} == {"qc", "qc_index"}
 
 
+def test_a_template_changes_the_version_of_exactly_the_stages_rendering_pages(tmp_path: Path) -> None:
+    """Templates are not imported: MODULE_DATA puts them in the hash of every stage using oncofhir.pages."""
+    root = _package_copy(tmp_path)
+    before = {stage: stage_code_version(stage, root) for stage in STAGE_MODULES}
+    with (root / "templates" / "run_report.html.j2").open("a") as handle:
+        handle.write("\n{# a change #}\n")
+    from oncofhir.provenance import code_version
+
+    code_version._file_digest.cache_clear()
+    after = {stage: stage_code_version(stage, root) for stage in STAGE_MODULES}
+    changed = {stage for stage in STAGE_MODULES if before[stage] != after[stage]}
+    assert changed == {"qc", "qc_index", "run_summary", "report_file"}
+
+
 def test_lazy_imports_count_but_not_a_dispatchers(tmp_path: Path) -> None:
     """A function-level import (validate.report -> dictionary.compiler) is followed; cli.py's are not (each stage
     names its own modules): the encrypt stage does not depend on the FHIR builder."""

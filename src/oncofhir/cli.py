@@ -1,9 +1,10 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
-Exit codes: 0 success, 1 validation errors found (``validate``, ``validate-center``, ``verify``), 2 usage or
-configuration, 3 dictionary, 4 input data, 5 out of resources (no space left on the disk or quota, out of memory),
-70 internal error (a bug), 130 interrupted (Ctrl-C). User errors print one readable message (file, row, column,
-value), never a traceback; an internal error prints one line, its traceback goes to the ``--log`` file only.
+Exit codes (:data:`EXIT_CODES`, shown by ``oncofhir --help``): 0 success, 1 validation errors found (``validate``,
+``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (no space
+left on the disk or quota, out of memory), 70 internal error (a bug), 130 interrupted (Ctrl-C). User errors print one
+readable message (file, row, column, value), never a traceback; an internal error prints one line, its traceback goes
+to the ``--log`` file only.
 """
 
 from __future__ import annotations
@@ -13,12 +14,44 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
-from .errors import OncofhirError, ResourceError
+from .errors import ConfigError, OncofhirError, ResourceError
+from .paths import DICTIONARIES, ONTOLOGIES
 
-DEFAULT_ONTOLOGIES = "resources/ontologies"
+# The dictionaries and ontology tables bundled with the package (oncofhir.paths): the defaults work from any folder.
+DEFAULT_DICTIONARIES = str(DICTIONARIES)
+DEFAULT_ONTOLOGIES = str(ONTOLOGIES)
+EXIT_CODES = """\
+exit codes:
+  0   success
+  1   validation errors found (validate, validate-center, verify)
+  2   usage or configuration error
+  3   dictionary error (data dictionary, mapping or ontology table)
+  4   input data error (an export, records or bundles that cannot be read)
+  5   out of resources (disk full or quota, out of memory)
+  70  internal error (a bug: the traceback goes to the --log file, one line to the terminal)
+  130 interrupted (Ctrl-C)
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's help shows its default (none shown for required or unset options); the exit-code table keeps
+    its layout."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose subcommands (created as the same class) all use :class:`_HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
@@ -74,12 +107,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_qc(args: argparse.Namespace) -> int:
-    import yaml
-
     from .qc import stage_qc
 
-    weights = yaml.safe_load(args.weights) if args.weights else None
-    minimums = yaml.safe_load(args.min_type_scores) if args.min_type_scores else None
+    weights = _mapping_option(args.weights, "--weights")
+    minimums = _mapping_option(args.min_type_scores, "--min-type-scores")
     summary = stage_qc(
         args.dictionary,
         args.records,
@@ -92,6 +123,21 @@ def _cmd_qc(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
+
+
+def _mapping_option(text: str | None, option: str) -> dict[str, object] | None:
+    """A YAML/JSON mapping given on the command line (check type -> number); None when not given."""
+    import yaml
+
+    if not text:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{option}: not YAML/JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: expected a mapping of check type to number, e.g. {{range: 5}}, got {text!r}")
+    return value
 
 
 def _cmd_fhir(args: argparse.Namespace) -> int:
@@ -149,6 +195,7 @@ def _cmd_validate_center(args: argparse.Namespace) -> int:
         hl7_outcome=args.hl7_outcome,
         ontologies=args.ontologies,
         center=args.center,
+        index=args.index,
     )
     print(f"{summary['line']} ({summary['seconds']} s, {summary['bundles_per_second']} bundles/s)")
     return 0
@@ -241,19 +288,24 @@ def _cmd_privacy_gate(args: argparse.Namespace) -> int:
 
 def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
     pc = sub.add_parser("privacy-counts", help="count a center's deposited records per quasi-identifier combination")
-    pc.add_argument("--dictionary", required=True)
+    pc.add_argument("--dictionary", required=True, help="compiled dictionary JSON (its privacy quasi-identifiers)")
     pc.add_argument("--records", required=True, help="the center's normalised records (ingest)")
     pc.add_argument("--index", required=True, help="the FHIR stage's index: the deposited records")
-    pc.add_argument("--center", required=True)
+    pc.add_argument("--center", required=True, help="center id (counted when the center is a quasi-identifier)")
     pc.add_argument("--out", required=True, help="counts TSV (no record ids; owner-only)")
     pc.set_defaults(func=_cmd_privacy_counts)
     pr = sub.add_parser("privacy", help="k-anonymity and l-diversity of a use case from its centers' counts")
-    pr.add_argument("--dictionary", required=True)
+    pr.add_argument("--dictionary", required=True, help="compiled dictionary JSON of the use case")
     pr.add_argument("--counts", nargs="+", required=True, help="every center's counts TSV")
-    pr.add_argument("--json", required=True)
-    pr.add_argument("--tsv", required=True)
-    pr.add_argument("--k", type=int, default=5)
-    pr.add_argument("--action", choices=("report", "block"), default="report")
+    pr.add_argument("--json", required=True, help="the report: risk, what would reach k, the release decision")
+    pr.add_argument("--tsv", required=True, help="every equivalence class, smallest first (owner-only)")
+    pr.add_argument("--k", type=int, default=5, help="smallest class size allowed (k-anonymity)")
+    pr.add_argument(
+        "--action",
+        choices=("report", "block"),
+        default="report",
+        help="below k: only report, or block the use case's encryption",
+    )
     pr.set_defaults(func=_cmd_privacy)
     pg = sub.add_parser("privacy-gate", help="exit 4 with the reason if a use case's privacy decision blocks it")
     pg.add_argument("decision", help="results/privacy/<use case>.json")
@@ -262,7 +314,7 @@ def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
-    p = argparse.ArgumentParser(prog="oncofhir", description=__doc__.splitlines()[0])
+    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0], epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
     p.add_argument(
         "--log",
@@ -278,9 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     lint.set_defaults(func=_cmd_lint)
     comp = dsub.add_parser("compile", help="compile one dictionary to JSON")
-    comp.add_argument("directory")
-    comp.add_argument("-o", "--output", required=True)
-    comp.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    comp.add_argument("directory", help="a resources/dictionaries/<use_case> folder")
+    comp.add_argument("-o", "--output", required=True, help="output: the compiled dictionary JSON")
+    comp.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     comp.set_defaults(func=_cmd_compile)
 
     ing = sub.add_parser("ingest", help="read a center's REDCap export against a compiled dictionary")
@@ -295,26 +347,32 @@ def build_parser() -> argparse.ArgumentParser:
     qc = sub.add_parser("qc", help="score data quality (the paper's Table 2), write the drill-down and the gate")
     qc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
     qc.add_argument("--records", required=True, help="normalised records CSV from `oncofhir ingest`")
-    qc.add_argument("--out-dir", required=True)
+    qc.add_argument("--out-dir", required=True, help="output folder: scores, records, failures, gate, qc.json, page")
     qc.add_argument("--center", required=True, help="center id shown in the report")
     qc.add_argument("--weights", help="YAML/JSON mapping check type -> weight (default: the paper's Table 2)")
     qc.add_argument("--min-record-score", type=float, default=0.0, help="gate: minimum record score (0-100)")
     qc.add_argument("--min-type-scores", help="gate: YAML/JSON mapping check type -> minimum pass rate (0-100)")
-    qc.add_argument("--no-checks", choices=["renormalise", "full_credit"], default="renormalise")
+    qc.add_argument(
+        "--no-checks",
+        choices=["renormalise", "full_credit"],
+        default="renormalise",
+        help="a check type with no applicable check: left out of the score, or counted as fully passed",
+    )
     qc.set_defaults(func=_cmd_qc)
 
     fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
-    fh.add_argument("--dictionary", required=True)
-    fh.add_argument("--records", required=True)
-    fh.add_argument("--ingest-rejects", required=True)
-    fh.add_argument("--ingest-report", required=True)
+    fh.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
+    fh.add_argument("--records", required=True, help="normalised records CSV from `oncofhir ingest`")
+    fh.add_argument("--ingest-rejects", required=True, help="rejects TSV from `oncofhir ingest`")
+    fh.add_argument("--ingest-report", required=True, help="report JSON from `oncofhir ingest`")
     fh.add_argument("--out-dir", help="folder for one <patient>.json file per bundle (default: none, NDJSON only)")
-    fh.add_argument("--ndjson", required=True)
-    fh.add_argument("--index", required=True)
-    fh.add_argument("--rejects", required=True)
-    fh.add_argument("--summary", required=True)
+    fh.add_argument("--ndjson", required=True, help="output: the center's bundles, one per line")
+    fh.add_argument("--index", required=True, help="output: record id, pseudonym, file, bundle id (local only)")
+    fh.add_argument("--rejects", required=True, help="output: every rejected row with its reason (TSV)")
+    fh.add_argument("--summary", required=True, help="output: counts JSON")
     fh.add_argument(
-        "--identifier-system", help="Patient.identifier system (default urn:oncofhir:pseudonym, or :record-id)"
+        "--identifier-system",
+        help="Patient.identifier system (None: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with --no-pseudonyms)",
     )
     fh.add_argument(
         "--no-pseudonyms",
@@ -329,27 +387,33 @@ def build_parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")
     va.add_argument("--use-case", required=True, help="use case whose dictionary the bundles follow")
     va.add_argument("paths", nargs="+", help="bundle files (.json, .ndjson) or folders")
-    va.add_argument("--format", choices=["text", "json"], default="text")
-    va.add_argument("--dictionaries", default="resources/dictionaries")
-    va.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    va.add_argument("--format", choices=["text", "json"], default="text", help="text summary, or every issue as JSON")
+    va.add_argument("--dictionaries", default=DEFAULT_DICTIONARIES, help="folder of use-case dictionary folders")
+    va.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     va.set_defaults(func=_cmd_validate)
 
     cv = sub.add_parser("convert", help="dictionary folder + export -> bundles, in one step")
-    cv.add_argument("dictionary_dir")
-    cv.add_argument("export")
-    cv.add_argument("--out", required=True)
-    cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    cv.add_argument("dictionary_dir", help="a resources/dictionaries/<use_case> folder")
+    cv.add_argument("export", help="REDCap raw-data CSV export")
+    cv.add_argument("--out", required=True, help="output folder (bundles, NDJSON, index, rejects)")
+    cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     cv.set_defaults(func=_cmd_convert)
 
     vc = sub.add_parser("validate-center", help="the workflow's validate stage for one center (report files)")
     vc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
     vc.add_argument("--bundles", required=True, help="the center's NDJSON (or a folder of bundle files)")
     vc.add_argument("--out-dir", required=True, help="folder for issues.json, issues.tsv, summary.json")
-    vc.add_argument("--center", required=True)
-    vc.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    vc.add_argument("--center", required=True, help="center id shown in the report")
+    vc.add_argument(
+        "--index", help="the FHIR stage's index: adds each issue's record id and pseudonym to the report (local)"
+    )
+    vc.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     vc.add_argument("--hl7-outcome", help="the HL7 validator's outcome to merge into the report")
     vc.add_argument(
-        "--fail-on-error", action=argparse.BooleanOptionalAction, default=True, help="exit 1 when errors are found"
+        "--fail-on-error",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="exit 1 when errors are found (default: on)",
     )
     vc.set_defaults(func=_cmd_validate_center)
 
@@ -362,11 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.add_argument("--out-dir", required=True, help="<EGA root>/<use case>/<center>")
     en.add_argument("--manifest", required=True, help="the center's manifest TSV")
-    en.add_argument("--use-case", required=True)
-    en.add_argument("--center", required=True)
+    en.add_argument("--use-case", required=True, help="use case (a folder level of the deposit)")
+    en.add_argument("--center", required=True, help="center (a folder level of the deposit)")
     en.add_argument("--recipient", action="append", required=True, help="a recipient public key (repeat)")
     en.add_argument("--sender-key", help="sender private key (passphrase: ONCOFHIR_C4GH_PASSPHRASE)")
-    en.add_argument("--threads", type=int, default=1)
+    en.add_argument("--threads", type=int, default=1, help="encryption threads")
     en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")
@@ -381,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve.set_defaults(func=_cmd_verify)
 
     dm = sub.add_parser("demo", help="write seeded synthetic REDCap exports for every use case")
-    dm.add_argument("--dictionaries", default="resources/dictionaries")
-    dm.add_argument("--out", required=True)
-    dm.add_argument("--seed", type=int, default=20241)
+    dm.add_argument("--dictionaries", default=DEFAULT_DICTIONARIES, help="folder of use-case dictionary folders")
+    dm.add_argument("--out", required=True, help="output folder: <use_case>/<center>.csv")
+    dm.add_argument("--seed", type=int, default=20241, help="random seed (same seed, same exports)")
     dm.add_argument("--records", type=int, default=40, help="records per center")
     dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
     dm.set_defaults(func=_cmd_demo)

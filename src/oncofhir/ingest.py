@@ -33,6 +33,7 @@ from typing import IO, Any
 from .dictionary.compiled import CompiledDictionary
 from .errors import InputDataError
 from .io_utils import DIR_MODE, no_space, private_writer, write_private
+from .tsv import to_bytes, unescape
 
 DAG = "redcap_data_access_group"
 EVENT = "redcap_event_name"
@@ -703,36 +704,19 @@ def read_records(path: str | Path) -> Records:
 
 
 def write_rejects(rejects: list[Reject], path: str | Path) -> None:
-    """Write rejects as TSV (row, record_id, stage, reason); tabs and newlines in values are escaped."""
-    lines = ["\t".join(REJECT_COLUMNS)]
-    for r in rejects:
-        lines.append("\t".join(_escape(c) for c in (str(r.row), r.record_id, r.stage, r.reason)))
-    write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    """Write rejects as TSV (row, record_id, stage, reason) with :mod:`oncofhir.tsv` (escaped, formulas neutralised)."""
+    write_private(path, to_bytes(REJECT_COLUMNS, [(str(r.row), r.record_id, r.stage, r.reason) for r in rejects]))
 
 
 def read_rejects(path: str | Path) -> list[Reject]:
-    """Read a rejects TSV written by :func:`write_rejects`."""
+    """Read a rejects TSV written by :func:`write_rejects`.
+
+    A neutralised id keeps its apostrophe (``'=1``): written again, it stays as it is (:func:`oncofhir.tsv.cell`).
+    """
     out = []
     with open(path, encoding="utf-8") as handle:
         next(handle)
         for line in handle:
-            cells = [_unescape(c) for c in line.rstrip("\n").split("\t")]
+            cells = [unescape(c) for c in line.rstrip("\n").split("\t")]
             out.append(Reject(int(cells[0]), cells[1], cells[2], cells[3]))
     return out
-
-
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i + 1]))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)

@@ -191,6 +191,38 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_report_pages():
+    """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
+    return [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+    ]
+
+
+def get_report_lists():
+    """The lists the pages link to, as tables in rule report_file (failures.tsv is on the QC page already)."""
+    per = [
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
+        f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+    ]
+    files = [f"{RESULTS}/report/run_summary.tsv"]
+    for pattern in per:
+        files += per_center(pattern)
+    # the run report's re-identification risk section links each use case's classes (local, as the whole report)
+    files += [f"{RESULTS}/privacy/{u}.tsv" for u in USE_CASES]
+    return files
+
+
+def get_report_kept():
+    """Files the pages link to that rule report_file names, with their row count, but does not copy (the deposit
+    manifests)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
     data = []
@@ -205,6 +237,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),

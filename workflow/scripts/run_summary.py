@@ -9,4 +9,7 @@ inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
 centers = [CenterReports(*files) for files in zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, strict=True)]
 sections = [privacy_section(list(inp.privacy))]
-run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections))
+run(
+    sm,
+    lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections, min_score=sm.params.min_center_score),
+)

@@ -30,6 +30,7 @@ from ..io_utils import (
     temp_path,
     write_private,
 )
+from ..tsv import cell
 from .builder import Built
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -110,7 +111,7 @@ def write_center(
             for entry in item.bundle["entry"]:
                 by_type[entry["resource"]["resourceType"]] += 1
             absent += data.count(b'/data-absent-reason"')
-            rid = item.record_id.replace("\t", " ").replace("\n", " ")
+            rid = cell(item.record_id)  # escaped and spreadsheet-safe (oncofhir.tsv); the key names files: as is
             index_lines.append(f"{rid}\t{key}\t{stem}.json\t{item.bundle['id']}\t{len(item.bundle['entry'])}\n")
         if folder is not None:
             folder.commit()

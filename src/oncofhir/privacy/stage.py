@@ -7,16 +7,16 @@ name quasi-identifier values of small classes: they are local, owner-only files,
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..dictionary.compiled import load_compiled
 from ..errors import ConfigError, InputDataError
 from ..io_utils import write_private
+from ..tsv import write_tsv
 from .counts import Key, attributes, read_counts
 from .risk import assess, classes
 
@@ -65,7 +65,8 @@ def stage_privacy(
         result = {"use_case": dd.use_case, "assessed": False, "k_required": k, "records": sum(total.values())}
     result["release"] = _decision(result, dd.use_case, action)
     write_private(json_out, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-    write_private(tsv_out, _classes_tsv(total, qis, sensitive, k).encode("utf-8"))
+    # opened in a spreadsheet: through the shared writer (formula neutralisation), owner-only
+    write_tsv(tsv_out, [*qis, "records", "sensitive_values", "below_k"], _classes_rows(total, qis, sensitive, k))
     if not qis:
         return f"{dd.use_case}: not assessed (no quasi-identifiers declared)"
     return (
@@ -74,17 +75,13 @@ def stage_privacy(
     )
 
 
-def _classes_tsv(total: Counter[Key], qis: list[str], sensitive: str | None, k: int) -> str:
+def _classes_rows(total: Counter[Key], qis: list[str], sensitive: str | None, k: int) -> Iterator[list[object]]:
     """Every equivalence class, smallest first: its values, size, distinct sensitive values, below k or not."""
     width = len(qis)
     sizes = classes(total, width)
     distinct: Counter[Key] = Counter(key[:width] for key in total) if sensitive else Counter()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow([*qis, "records", "sensitive_values", "below_k"])
     for key, n in sorted(sizes.items(), key=lambda item: (item[1], item[0])):
-        writer.writerow([*key, n, distinct[key] if sensitive else "", "yes" if n < k else "no"])
-    return buffer.getvalue()
+        yield [*key, n, distinct[key] if sensitive else "", "yes" if n < k else "no"]
 
 
 def check_release(privacy_json: str | Path) -> str:

@@ -9,8 +9,9 @@ outside the hash.
 Which files a stage depends on: the stage's entry modules (``STAGE_MODULES``, an explicit table) and their import
 closure inside ``oncofhir``, found by reading the files' ``import`` lines (no import is executed, so it is cheap
 enough for parse time), every import counted, also those inside functions, plus the ``__init__.py`` of
-each package on the way. Two modules are dispatchers whose function-level imports reach every stage:
-``oncofhir.cli`` and ``oncofhir.pipeline``. They are hashed as files (their own code runs in every stage they
+each package on the way, plus the non-Python files a module reads (``MODULE_DATA``: the Jinja2 page templates).
+Two modules are dispatchers whose function-level imports reach every stage: ``oncofhir.cli`` and
+``oncofhir.pipeline``. They are hashed as files (their own code runs in every stage they
 serve) but only their module-level imports are followed; the table names each stage's own modules instead.
 """
 
@@ -56,7 +57,13 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "manifest": ("oncofhir.smk", "oncofhir.deposit.manifest"),
     "run_summary": ("oncofhir.smk", "oncofhir.report", "oncofhir.privacy.html"),
     "ro_crate": ("oncofhir.smk", "oncofhir.provenance.crate"),
+    "report_file": ("oncofhir.smk", "oncofhir.report_file"),
 }
+
+#: Files a module reads at run time besides Python (module -> glob under the package): the page templates decide
+#: what every HTML page says, so a stage rendering pages (through ``oncofhir.pages``) hashes them too. All of them:
+#: a template may extend or include any other.
+MODULE_DATA: dict[str, str] = {"oncofhir.pages": "templates/*.j2"}
 
 
 @cache
@@ -121,7 +128,8 @@ def _imports(module: str, root: Path) -> tuple[str, ...]:
 
 
 def closure(entries: tuple[str, ...], root: Path = PACKAGE_DIR) -> list[Path]:
-    """Every source file the entry modules need, with the ``__init__.py`` of each enclosing package, sorted."""
+    """Every source file the entry modules need, with the ``__init__.py`` of each enclosing package and the data
+    files of ``MODULE_DATA`` (templates), sorted."""
     seen: set[str] = set()
     todo = list(entries)
     while todo:
@@ -132,7 +140,9 @@ def closure(entries: tuple[str, ...], root: Path = PACKAGE_DIR) -> list[Path]:
         parts = module.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b first
         todo += _imports(module, root)
-    return sorted({p for m in seen if (p := module_path(m, root)) is not None})
+    files = {p for m in seen if (p := module_path(m, root)) is not None}
+    files.update(data for m in seen if m in MODULE_DATA for data in root.glob(MODULE_DATA[m]) if data.is_file())
+    return sorted(files)
 
 
 @cache
