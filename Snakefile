@@ -34,12 +34,15 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/privacy.smk"
 include: "workflow/rules/deposit.smk"
 include: "workflow/rules/views.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs(),
+        f"{RESULTS}/ro-crate/ro-crate-metadata.json",

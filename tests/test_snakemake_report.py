@@ -120,7 +120,10 @@ def test_report_file_holds_every_page_and_list_with_working_anchors(demo_run: tu
         "#ega-uc7-site_b-manifest-tsv",
         "#qc-index-html",
         "#roundtrip-uc7-site_b-tsv",  # the round-trip column
+        "#privacy-uc1-tsv",  # the re-identification risk section's classes, one list per use case
+        "#privacy-uc7-tsv",
     } <= set(links.hrefs)
+    assert '<h2 id="report-index-html--privacy">Re-identification risk</h2>' in text
     assert 'data-filter="qc-uc7-site_b-report-html--failures"' in text
     assert '<li><a href="#qc-uc7-site_b-report-html">Data quality: uc7 / site_b</a></li>' in text  # the contents
     assert text.count('<span class="flag">▼ below 100</span>') >= 3  # the run report: the legend and both centers

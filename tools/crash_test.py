@@ -46,7 +46,7 @@ TEMP_RE = re.compile(r"^\..+(\.oncofhir-tmp-[A-Za-z0-9_]*-[0-9]+|\.tmp[0-9]+|\.p
 #: JSON keys that hold timings: they differ between any two runs.
 VOLATILE_KEYS = {"seconds", "bundles_per_second"}
 #: Folders whose content differs between any two runs by design: logs, timings.
-SKIP_TOP = {"logs", "benchmarks"}
+SKIP_TOP = {"logs", "benchmarks", "ro-crate"}  # ro-crate: the run's provenance, with its run times
 
 
 @dataclass

@@ -227,6 +227,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .deposit.manifest import read_manifest, verify
 
     problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
+    problems += _crate_problems(args.manifest)
     files = len(read_manifest(args.manifest))
     how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
     for problem in problems:
@@ -238,6 +239,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crate_problems(manifest: str) -> list[str]:
+    """The run's RO-Crate (results/ro-crate/, beside the merged manifest's ega/) must list every deposit file with
+    the manifest's SHA-256 (docs/provenance.md#run-crate); nothing to check where there is no crate."""
+    from pathlib import Path
+
+    from .deposit.manifest import iter_manifest
+    from .provenance.crate import crate_problems
+
+    crate = Path(manifest).resolve().parent.parent / "ro-crate" / "ro-crate-metadata.json"
+    return crate_problems(crate, iter_manifest(manifest)) if crate.is_file() else []
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import write_demo
 
@@ -245,6 +258,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for path, n in written:
         print(f"{path}: {n} records")
     return 0
+
+
+# ---- Re-identification risk (issue #16; docs/provenance.md#re-identification-risk) -------------------------------
+def _cmd_privacy_counts(args: argparse.Namespace) -> int:
+    from .dictionary import load_compiled
+    from .privacy import count_classes, write_counts
+
+    dd = load_compiled(args.dictionary)
+    counts = count_classes(dd, args.records, args.index, args.center)
+    write_counts(dd, counts, args.out)
+    print(f"{args.center}: {sum(counts.values())} deposited record(s) in {len(counts)} combination(s)")
+    return 0
+
+
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from .privacy import stage_privacy
+
+    print(stage_privacy(args.dictionary, args.counts, args.json, args.tsv, args.k, args.action))
+    return 0
+
+
+def _cmd_privacy_gate(args: argparse.Namespace) -> int:
+    from .privacy import check_release
+
+    print(check_release(args.decision))
+    return 0
+
+
+def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
+    pc = sub.add_parser("privacy-counts", help="count a center's deposited records per quasi-identifier combination")
+    pc.add_argument("--dictionary", required=True, help="compiled dictionary JSON (its privacy quasi-identifiers)")
+    pc.add_argument("--records", required=True, help="the center's normalised records (ingest)")
+    pc.add_argument("--index", required=True, help="the FHIR stage's index: the deposited records")
+    pc.add_argument("--center", required=True, help="center id (counted when the center is a quasi-identifier)")
+    pc.add_argument("--out", required=True, help="counts TSV (no record ids; owner-only)")
+    pc.set_defaults(func=_cmd_privacy_counts)
+    pr = sub.add_parser("privacy", help="k-anonymity and l-diversity of a use case from its centers' counts")
+    pr.add_argument("--dictionary", required=True, help="compiled dictionary JSON of the use case")
+    pr.add_argument("--counts", nargs="+", required=True, help="every center's counts TSV")
+    pr.add_argument("--json", required=True, help="the report: risk, what would reach k, the release decision")
+    pr.add_argument("--tsv", required=True, help="every equivalence class, smallest first (owner-only)")
+    pr.add_argument("--k", type=int, default=5, help="smallest class size allowed (k-anonymity)")
+    pr.add_argument(
+        "--action",
+        choices=("report", "block"),
+        default="report",
+        help="below k: only report, or block the use case's encryption",
+    )
+    pr.set_defaults(func=_cmd_privacy)
+    pg = sub.add_parser("privacy-gate", help="exit 4 with the reason if a use case's privacy decision blocks it")
+    pg.add_argument("decision", help="results/privacy/<use case>.json")
+    pg.set_defaults(func=_cmd_privacy_gate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -390,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .views.cli import add_parsers as add_views_parsers  # views, tables, cohort, query (docs/tables.md)
 
     add_views_parsers(sub)
+    _add_privacy_commands(sub)
     return p
 
 

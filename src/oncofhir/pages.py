@@ -103,6 +103,12 @@ def render(template: str, *, title: str, dictionaries: dict[str, str], **context
     return _ENV.get_template(template).render(_context(title, dictionaries, context))
 
 
+def fragment(template: str, **context: Any) -> Markup:
+    """A block of a page (no page head) from ``templates/<template>``, escaped like the pages and marked safe, so a
+    page's template places it as it is (the run report's ``sections``)."""
+    return Markup(_ENV.get_template(template).render(context))  # noqa: S704 (rendered with autoescape: values escaped)
+
+
 def stream(template: str, *, title: str, dictionaries: dict[str, str], **context: Any) -> Iterator[str]:
     """As :func:`render`, in pieces as the template produces them: for a page whose context streams (the QC
     center page's failure list), written without holding the page in memory."""

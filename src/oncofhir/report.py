@@ -12,9 +12,12 @@ fixes it, :func:`oncofhir.pages.run_date`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup
 
 from .io_utils import write_text_atomic
 from .pages import render
@@ -127,14 +130,18 @@ def write_run_summary(
     centers: list[CenterReports],
     tsv_out: str | Path,
     html_out: str | Path | None = None,
+    sections: Sequence[Markup] = (),
     *,
     min_score: float = DEFAULT_MIN_CENTER_SCORE,
 ) -> str:
-    """Write the TSV (one row per center) and, if asked, the HTML page; returns a one-line summary for the log."""
+    """Write the TSV (one row per center) and, if asked, the HTML page with extra ``sections`` (safe HTML blocks
+    rendered elsewhere from their own templates, e.g. :func:`oncofhir.privacy.html.privacy_section`) after the
+    center table; returns a one-line summary for the log."""
     rows = [center_row(c, min_score) for c in centers]
     write_tsv(tsv_out, COLUMNS, ([row[c] for c in COLUMNS] for row in rows), private=False)
     if html_out is not None:
-        write_text_atomic(html_out, render_html(rows, deposit=any(c.manifest for c in centers), min_score=min_score))
+        page = render_html(rows, deposit=any(c.manifest for c in centers), min_score=min_score, sections=sections)
+        write_text_atomic(html_out, page)
     problems = sum(1 for r in rows if _attention(r))
     return f"{len(rows)} center(s), {sum(r['bundles'] for r in rows)} bundles, {problems} needing attention"
 
@@ -170,8 +177,15 @@ def _send_back(row: dict[str, Any], base: str) -> list[tuple[str | None, str]]:
     return items
 
 
-def render_html(rows: list[dict[str, Any]], *, deposit: bool, min_score: float = DEFAULT_MIN_CENTER_SCORE) -> str:
-    """The run report page: totals, a legend, then one line per center with links to its detailed reports."""
+def render_html(
+    rows: list[dict[str, Any]],
+    *,
+    deposit: bool,
+    min_score: float = DEFAULT_MIN_CENTER_SCORE,
+    sections: Sequence[Markup] = (),
+) -> str:
+    """The run report page: totals, a legend, one line per center with links to its detailed reports, then the
+    extra ``sections`` (each a :class:`~markupsafe.Markup` block; a plain string would be escaped, not placed)."""
     cards = [
         ("centers", len(rows)),
         ("rows in", sum(r["rows_in"] for r in rows)),
@@ -219,4 +233,5 @@ def render_html(rows: list[dict[str, Any]], *, deposit: bool, min_score: float =
         deposit=deposit,
         roundtrip=roundtrip,
         min_score=f"{min_score:g}",
+        sections=list(sections),
     )

@@ -285,6 +285,8 @@ def get_report_lists():
     files = [f"{RESULTS}/report/run_summary.tsv"]
     for pattern in per:
         files += per_center(pattern)
+    # the run report's re-identification risk section links each use case's classes (local, as the whole report)
+    files += [f"{RESULTS}/privacy/{u}.tsv" for u in USE_CASES]
     return files
 
 
@@ -369,3 +371,41 @@ if workflow.check_envvars and workflow.is_main_process:
 onstart:
     # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
     prepare_results(RESULTS)
+
+
+# ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----
+from oncofhir.provenance.code_version import stage_code_version
+
+
+def code_version(rule_name):
+    """The package version + a hash of the source files the rule runs (docs/provenance.md#code-versions)."""
+    return stage_code_version(rule_name)
+
+
+# ---- Re-identification risk (issue #16): per use case, over its centers; a gate before encrypt in block mode -----
+def get_privacy_counts(wildcards):
+    """Every center's counts of one use case."""
+    rows = CENTERS[CENTERS.use_case == wildcards.use_case]
+    return [
+        f"{RESULTS}/privacy/{wildcards.use_case}/{c}.counts.tsv" for c in rows.center
+    ]
+
+
+def get_privacy_decision(wildcards):
+    """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
+    if config["privacy"]["action"] != "block":
+        return []
+    return f"{RESULTS}/privacy/{wildcards.use_case}.json"
+
+
+# privacy.action: block: encrypt first checks the use case's decision (exit 4 and the reason when it is refused)
+PRIVACY_GATE = (
+    "oncofhir --log {log:q} privacy-gate {input.privacy:q} && "
+    if config["privacy"]["action"] == "block"
+    else ""
+)
+
+
+def get_privacy_reports():
+    """Every use case's privacy report (shown in the run report)."""
+    return [f"{RESULTS}/privacy/{u}.json" for u in USE_CASES]

@@ -18,6 +18,7 @@ rule qc:
     conda:
         ENV
     params:
+        code=code_version("qc"),
         weights=json.dumps(config["qc"]["weights"], sort_keys=True),
         min_record_score=config["qc"]["min_record_score"],
         min_type_scores=json.dumps(config["qc"]["min_type_scores"], sort_keys=True),
@@ -45,6 +46,7 @@ rule qc_index:
     conda:
         ENV
     params:
+        code=code_version("qc_index"),
         min_center_score=config["qc"]["min_center_score"],
     message:
         "Writing the combined data-quality page"

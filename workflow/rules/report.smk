@@ -9,6 +9,7 @@ rule run_summary:
         ),
         manifests=get_center_manifests(),
         roundtrips=get_roundtrips(),
+        privacy=get_privacy_reports(),
         # linked from the report's "send back" column: made (by the qc rule) whenever the report is
         send_back=per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv"),
     output:
@@ -21,6 +22,7 @@ rule run_summary:
     conda:
         ENV
     params:
+        code=code_version("run_summary"),
         min_center_score=config["qc"]["min_center_score"],
     message:
         "Writing the run summary and report"
@@ -49,6 +51,7 @@ rule report_file:
     conda:
         ENV
     params:
+        code=code_version("report_file"),
         # the results folder: sections are named by their path below it
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
     message:

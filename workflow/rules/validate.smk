@@ -17,6 +17,7 @@ rule validate:
     conda:
         ENV
     params:
+        code=code_version("validate"),
         definitions=fhir_definitions_digest(),
         fail_on_error=(
             "--fail-on-error"
@@ -53,6 +54,7 @@ rule hl7_validator:
     resources:
         mem_mb=5000,
     params:
+        code=code_version("hl7_validator"),
         home=config["validation"]["hl7_validator"]["home"],
         java=config["validation"]["hl7_validator"]["java"],
         memory=config["validation"]["hl7_validator"]["memory"],

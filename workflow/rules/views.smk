@@ -14,6 +14,8 @@ rule views:
         f"{RESULTS}/benchmarks/views/{{use_case}}.tsv"
     conda:
         ENV
+    params:
+        code=code_version("views"),
     message:
         "Writing the SQL-on-FHIR views of {wildcards.use_case}"
     shell:
@@ -40,6 +42,7 @@ rule tables:
     params:
         root=get_tables_root,
         deposit=get_table_deposit_args,
+        code=code_version("tables"),
     message:
         "Running the views over {wildcards.use_case}/{wildcards.center} (Parquet, round trip, deposit)"
     shell:
@@ -63,6 +66,7 @@ rule cohort_db:
         ENV
     params:
         tables=get_tables_root,
+        code=code_version("cohort_db"),
     message:
         "Writing the cohort database {output}"
     shell:

@@ -1,5 +1,6 @@
 """Snakemake adapter: aggregate the per-center reports into the run summary (TSV) and the run report (HTML)."""
 
+from oncofhir.privacy.html import privacy_section
 from oncofhir.report import CenterReports, write_run_summary
 from oncofhir.smk import run
 
@@ -8,4 +9,8 @@ inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
 files = zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, inp.roundtrips, strict=True)
 centers = [CenterReports(*center) for center in files]
-run(sm, lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, min_score=sm.params.min_center_score))
+sections = [privacy_section(list(inp.privacy))]
+run(
+    sm,
+    lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections, min_score=sm.params.min_center_score),
+)
