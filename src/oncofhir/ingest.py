@@ -25,6 +25,7 @@ import itertools
 import tempfile
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -683,26 +684,68 @@ def write_records(records: Records, path: str | Path) -> None:
 
 
 def read_records(path: str | Path) -> Records:
-    """Read a table written by :func:`write_records` (or :func:`ingest_to_files`)."""
+    """Read a table written by :func:`write_records` (or :func:`ingest_to_files`) into memory (library use,
+    benchmarks; the FHIR stage reads it in chunks with :func:`iter_records`)."""
+    columns: list[str] = []
+    rows: list[dict[str, str]] = []
+    numbers: list[int] = []
+    dags: list[str] = []
+    for chunk in iter_records(path):
+        columns = chunk.columns
+        rows += chunk.rows
+        numbers += chunk.row_numbers
+        dags += chunk.dags
+    if not columns:
+        columns = _records_header(path)
+    return Records(columns, rows, numbers, dags)
+
+
+def _records_header(path: str | Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle))[2:]
+
+
+def iter_records(path: str | Path, chunk_rows: int | None = None) -> Iterator[Records]:
+    """The records table in chunks of ``chunk_rows`` rows (default: about :data:`CHUNK_CELLS` cells), in file
+    order; nothing is yielded for a table without rows.
+
+    Rows must come in increasing ``_row`` order, as ingest writes them: the FHIR stage merges its rejects and the
+    QC gate with the records in one pass on that order, so a table out of order fails with the line.
+    """
     allow_large_fields()
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         columns = header[2:]
-        rows, numbers, dags = [], [], []
+        size = chunk_rows or max(1, CHUNK_CELLS // max(len(header), 1))
+        last = 0
+        rows: list[dict[str, str]] = []
+        numbers: list[int] = []
+        dags: list[str] = []
         for cells in reader:
-            numbers.append(int(cells[0]))
+            number = int(cells[0])
+            if number <= last:
+                raise InputDataError(
+                    f"line {reader.line_num}: row {number} after row {last}: not a records table written by ingest",
+                    path=str(path),
+                )
+            last = number
+            numbers.append(number)
             dags.append(cells[1])
             rows.append(dict(zip(columns, cells[2:], strict=True)))
-    return Records(columns, rows, numbers, dags)
+            if len(rows) >= size:
+                yield Records(columns, rows, numbers, dags)
+                rows, numbers, dags = [], [], []
+        if rows:
+            yield Records(columns, rows, numbers, dags)
 
 
-def write_rejects(rejects: list[Reject], path: str | Path) -> None:
-    """Write rejects as TSV (row, record_id, stage, reason); tabs and newlines in values are escaped."""
-    lines = ["\t".join(REJECT_COLUMNS)]
-    for r in rejects:
-        lines.append("\t".join(_escape(c) for c in (str(r.row), r.record_id, r.stage, r.reason)))
-    write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
+def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
+    """Write rejects as TSV (row, record_id, stage, reason), streaming; tabs and newlines in values are escaped."""
+    with private_writer(path) as out:
+        out.write(("\t".join(REJECT_COLUMNS) + "\n").encode("utf-8"))
+        for r in rejects:
+            out.write(("\t".join(_escape(c) for c in (str(r.row), r.record_id, r.stage, r.reason)) + "\n").encode())
 
 
 def _escape(text: str) -> str:
@@ -711,13 +754,16 @@ def _escape(text: str) -> str:
 
 def read_rejects(path: str | Path) -> list[Reject]:
     """Read a rejects TSV written by :func:`write_rejects`."""
-    out = []
+    return list(iter_rejects(path))
+
+
+def iter_rejects(path: str | Path) -> Iterator[Reject]:
+    """The rejects of a TSV written by :func:`write_rejects`, one at a time, in file order."""
     with open(path, encoding="utf-8") as handle:
         next(handle)
         for line in handle:
             cells = [_unescape(c) for c in line.rstrip("\n").split("\t")]
-            out.append(Reject(int(cells[0]), cells[1], cells[2], cells[3]))
-    return out
+            yield Reject(int(cells[0]), cells[1], cells[2], cells[3])
 
 
 def _unescape(text: str) -> str:
