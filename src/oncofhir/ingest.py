@@ -147,15 +147,6 @@ def _not_utf8(path: Path, offset: int, newlines: int) -> InputDataError:
     )
 
 
-def _decode(data: bytes, path: Path) -> str:
-    """A whole (small) file as text, or the error :func:`file_facts` gives (``oncofhir.split`` reads combined
-    exports with it)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(path, exc.start, data[: exc.start].count(b"\n")) from None
-
-
 def _first_line(path: Path) -> str:
     """The export's first physical line (at most 1 MiB), for telling what kind of file it is."""
     with open(path, "rb") as handle:
