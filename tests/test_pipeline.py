@@ -294,3 +294,35 @@ def test_fhir_stage_refuses_records_out_of_row_order(tmp_path: Path, compiled) -
         f"{records}: line 4: row {earlier} after row {later}: not a records table written by ingest"
     )
     assert not any((tmp_path / name).exists() for name in ("c.ndjson", "c.index.tsv", "rejects.tsv"))
+
+
+def test_validate_stage_streams_its_issues_as_one_list(tmp_path: Path, compiled) -> None:
+    """The validate stage writes each issue as it is found (a warning per bundle is millions of issues for a
+    large center): ``issues.json`` is still exactly ``orjson``'s two-space dump of the whole list and
+    ``issues.tsv`` one line per issue, with or without issues."""
+    import orjson
+
+    from oncofhir.validate.report import stage_validate
+
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc7"], "hospital_a", 30, seed=3), encoding="utf-8")
+    bundles = run(tmp_path, "uc7", export)["bundles"]
+    ndjson = tmp_path / "fhir" / "center.ndjson"
+    with ndjson.open("ab") as handle:
+        handle.write(b'{"not json\n')
+    summary = stage_validate(tmp_path / "dict.json", ndjson, tmp_path / "v", fail_on_error=False)
+    data = (tmp_path / "v" / "issues.json").read_bytes()
+    rows = orjson.loads(data)
+    assert data == orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n"
+    assert len(rows) == summary["issues"] > summary["errors"] == 1
+    assert rows[-1]["source"] == f"center.ndjson:{bundles + 1}" and rows[-1]["severity"] == "fatal"
+    tsv = (tmp_path / "v" / "issues.tsv").read_text().splitlines()
+    assert tsv[0] == "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage"
+    assert [line.split("\t")[0] for line in tsv[1:]] == [r["source"] for r in rows]
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    stage_validate(tmp_path / "dict.json", empty, tmp_path / "e", fail_on_error=False)
+    assert (tmp_path / "e" / "issues.json").read_bytes() == b"[]\n"
+    assert (
+        tmp_path / "e" / "issues.tsv"
+    ).read_text() == "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage\n"
