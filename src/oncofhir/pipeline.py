@@ -30,11 +30,6 @@ def _dump(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def read_gate(path: str | Path) -> dict[int, str]:
-    """Rows the QC gate excludes (``passed`` = no), with the reason to put in the rejects file."""
-    return dict(iter_gate(path))
-
-
 def iter_gate(path: str | Path) -> Iterator[tuple[int, str]]:
     """(row, reason) for every row the QC gate excludes, in file order (QC writes it in row order)."""
     with open(path, encoding="utf-8") as handle:
