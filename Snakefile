@@ -23,6 +23,7 @@ localrules:
     unclaimed_groups,
     qc_index,
     run_summary,
+    report_file,
     all,
 
 

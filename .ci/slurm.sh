@@ -59,6 +59,10 @@ log "bringing up SLURM (accounting: $SLURM_ACCOUNTING)"
 "$REPO/.ci/slurm_up.sh"
 T_UP=$(date +%s)
 
+# The HTML pages print their run date: one fixed date (reproducible-builds convention) for both runs, so the
+# comparison below also holds across midnight.
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(date +%s)}"
+
 # ---------------------------------------------------------------- demo config in a scratch folder
 # Both runs write to the same paths ($WORK/run), one after the other; each run's outputs are then moved aside.
 rm -rf "$WORK"

@@ -79,6 +79,9 @@ def encrypt_center(root: Path, center: str, ring: dict[str, Path], **kwargs) -> 
     bundles = root / "fhir" / "uc1" / center
     out, man = root / "ega" / "uc1" / center, root / "ega" / "uc1" / f"{center}.manifest.tsv"
     kwargs.setdefault("recipients", [str(ring["ega.pub"]), str(ring["consortium.pub"])])
+    summary = root / "fhir" / "uc1" / f"{center}.summary.json"
+    if summary.exists():  # its secret fingerprint goes into the manifest
+        kwargs.setdefault("fhir_summary", summary)
     result = stage_encrypt(bundles, bundles.with_suffix(".ndjson"), out, man, use_case="uc1", center=center, **kwargs)
     return out, man, result
 
@@ -665,6 +668,118 @@ def test_verify_catches_a_valid_file_swapped_for_another(tmp_path: Path, deposit
     shutil.copy(tmp_path / "ega" / rows[0]["file"], tmp_path / "ega" / rows[1]["file"])
     problems = manifest.verify(tmp_path / "ega" / "manifest.tsv", private_key=keyring["ega.sec"])
     assert any(p.startswith(f"{rows[1]['file']}: plaintext sha256 ") for p in problems)
+
+
+def test_every_row_records_the_secret_fingerprint_never_the_secret(deposit: Path) -> None:
+    assert pseudonym.secret_fingerprint(SECRET) == "hmac-sha256:15850b0a08fb508e"  # pinned: the scheme is fixed
+    rows = manifest.read_manifest(deposit / "ega" / "manifest.tsv")
+    assert {r["secret_fingerprint"] for r in rows} == {"hmac-sha256:15850b0a08fb508e"}
+    summary = json.loads((deposit / "fhir" / "uc1" / "hospital_a.summary.json").read_text())
+    assert summary["secret_fingerprint"] == "hmac-sha256:15850b0a08fb508e"
+    assert SECRET.decode() not in (deposit / "ega" / "manifest.tsv").read_text()
+
+
+def test_merge_and_verify_refuse_centers_pseudonymised_with_two_secrets(
+    tmp_path: Path, deposit: Path, keyring: dict[str, Path]
+) -> None:
+    other = b"another-secret-another-secret-00"
+    shutil.copytree(deposit / "ega", tmp_path / "ega")
+    make_center(tmp_path, "hospital_c", 5, secret=other)
+    encrypt_center(tmp_path, "hospital_c", keyring)
+    per_center = sorted((tmp_path / "ega" / "uc1").glob("*.manifest.tsv"))
+    message = (
+        "the centers were pseudonymised with 2 different secrets (secret hmac-sha256:15850b0a08fb508e: "
+        f"uc1/hospital_a, uc1/hospital_b; secret {pseudonym.secret_fingerprint(other)}: uc1/hospital_c): one "
+        "deposit must use one secret; rerun every center with the project's secret (snakemake --forcerun fhir, "
+        "docs/deposit.md)"
+    )
+    assert pseudonym.secret_fingerprint(other) > "hmac-sha256:15850b0a08fb508e"  # the order the message lists
+    with pytest.raises(OncofhirError) as refused:
+        manifest.merge_manifests(per_center, tmp_path / "ega" / "merged.tsv")
+    assert str(refused.value) == message
+    assert not (tmp_path / "ega" / "merged.tsv").exists()
+    # a merged manifest put together by hand: verify refuses it with the same message
+    merged = tmp_path / "ega" / "manifest.tsv"
+    merged.write_text(manifest.HEADER + "".join(p.read_text().split("\n", 1)[1] for p in per_center))
+    assert manifest.verify(merged) == [message]
+
+
+def _tampered(tmp_path: Path, deposit: Path) -> tuple[Path, list[list[str]]]:
+    """A copy of the deposit (encrypted files and FHIR summaries) and its merged manifest's rows."""
+    shutil.copytree(deposit / "ega", tmp_path / "ega")
+    for center in ("hospital_a", "hospital_b"):
+        (tmp_path / "fhir" / "uc1").mkdir(parents=True, exist_ok=True)
+        shutil.copy(deposit / "fhir" / "uc1" / f"{center}.summary.json", tmp_path / "fhir" / "uc1")
+    man = tmp_path / "ega" / "manifest.tsv"
+    return man, [line.split("\t") for line in man.read_text().splitlines()]
+
+
+def _write(path: Path, rows: list[list[str]]) -> None:
+    path.write_text("".join("\t".join(row) + "\n" for row in rows))
+
+
+def _bundles(root: Path, center: str) -> int:
+    return json.loads((root / "fhir" / "uc1" / f"{center}.summary.json").read_text())["bundles"]
+
+
+@pytest.mark.parametrize("column", ["use_case", "center", "pseudonym"])
+def test_verify_catches_a_tampered_use_case_center_or_pseudonym(tmp_path: Path, deposit: Path, column: str) -> None:
+    man, rows = _tampered(tmp_path, deposit)
+    first = rows[1]  # the first bundle of hospital_a
+    file, psn = first[3], first[2]
+    n_a, n_b = _bundles(tmp_path, "hospital_a"), _bundles(tmp_path, "hospital_b")
+    summary_a, summary_b = (tmp_path / "fhir" / "uc1" / f"{c}.summary.json" for c in ("hospital_a", "hospital_b"))
+    missing = f"{file}: listed in uc1/hospital_a.manifest.tsv but not in the merged manifest (or differently)"
+    if column == "use_case":
+        first[0] = "uc3"
+        expected = [
+            f"line 2: file {file} is not in the folder of its row's use case and center (uc3/hospital_a)",
+            missing,
+            f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} ({summary_a})",
+            "uc3/hospital_a.manifest.tsv: the center's own manifest is missing",
+        ]
+    elif column == "center":
+        first[1] = "hospital_b"
+        expected = [
+            f"line 2: file {file} is not in the folder of its row's use case and center (uc1/hospital_b)",
+            missing,
+            f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} ({summary_a})",
+            f"{file}: listed in the merged manifest but not in uc1/hospital_b.manifest.tsv (or differently)",
+            f"uc1/hospital_b: the manifest lists {n_b + 1} bundle(s) but the FHIR stage made {n_b} ({summary_b})",
+        ]
+    else:
+        first[2] = rows[2][2]  # another patient's pseudonym
+        expected = [
+            f"line 2: file {file} is not named by its row's pseudonym {rows[2][2]}",
+            missing,
+            f"{file}: listed in the merged manifest but not in uc1/hospital_a.manifest.tsv (or differently)",
+        ]
+        assert psn != rows[2][2]
+    _write(man, rows)
+    assert manifest.verify(man) == expected
+
+
+def test_verify_catches_a_file_deleted_with_its_manifest_rows(tmp_path: Path, deposit: Path) -> None:
+    man, rows = _tampered(tmp_path, deposit)
+    gone = rows.pop(1)
+    (tmp_path / "ega" / gone[3]).unlink()
+    _write(man, rows)
+    n_a = _bundles(tmp_path, "hospital_a")
+    count = (
+        f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} "
+        f"({tmp_path / 'fhir' / 'uc1' / 'hospital_a.summary.json'})"
+    )
+    listed = f"{gone[3]}: listed in uc1/hospital_a.manifest.tsv but not in the merged manifest (or differently)"
+    assert manifest.verify(man) == [listed, count]
+    # the row deleted from the center's own manifest too: the FHIR stage's bundle count still tells
+    own = tmp_path / "ega" / "uc1" / "hospital_a.manifest.tsv"
+    _write(own, [row for row in (line.split("\t") for line in own.read_text().splitlines()) if row[3] != gone[3]])
+    assert manifest.verify(man) == [count]
+    assert manifest.verify(own) == [count]
+    done = subprocess.run(
+        [sys.executable, "-m", "oncofhir", "verify", str(man)], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (1, f"{man}: {count}\n")
 
 
 def test_merge_refuses_a_pseudonym_shared_by_two_centers_and_bad_manifests(tmp_path: Path, deposit: Path) -> None:

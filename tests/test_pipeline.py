@@ -302,7 +302,10 @@ def test_validate_stage_streams_its_issues_as_one_list(tmp_path: Path, compiled)
     ``issues.tsv`` one line per issue, with or without issues."""
     import orjson
 
-    from oncofhir.validate.report import stage_validate
+    from oncofhir.tsv import to_bytes
+    from oncofhir.validate.report import COLUMNS, stage_validate
+
+    HEADER = "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage"
 
     export = tmp_path / "export.csv"
     export.write_text(generate(compiled["uc7"], "hospital_a", 30, seed=3), encoding="utf-8")
@@ -310,19 +313,21 @@ def test_validate_stage_streams_its_issues_as_one_list(tmp_path: Path, compiled)
     ndjson = tmp_path / "fhir" / "center.ndjson"
     with ndjson.open("ab") as handle:
         handle.write(b'{"not json\n')
-    summary = stage_validate(tmp_path / "dict.json", ndjson, tmp_path / "v", fail_on_error=False)
+    index = tmp_path / "fhir" / "center.index.tsv"
+    summary = stage_validate(tmp_path / "dict.json", ndjson, tmp_path / "v", fail_on_error=False, index=index)
     data = (tmp_path / "v" / "issues.json").read_bytes()
     rows = orjson.loads(data)
     assert data == orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n"
     assert len(rows) == summary["issues"] > summary["errors"] == 1
     assert rows[-1]["source"] == f"center.ndjson:{bundles + 1}" and rows[-1]["severity"] == "fatal"
-    tsv = (tmp_path / "v" / "issues.tsv").read_text().splitlines()
-    assert tsv[0] == "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage"
-    assert [line.split("\t")[0] for line in tsv[1:]] == [r["source"] for r in rows]
+    assert rows[0]["record_id"] == rows[0]["pseudonym"] != ""  # named from the index (the key: not pseudonymised)
+    tsv = (tmp_path / "v" / "issues.tsv").read_bytes()
+    assert tsv == to_bytes(COLUMNS, [[r[c] for c in COLUMNS] for r in rows])  # the whole-list writer's bytes
+    lines = tsv.decode().splitlines()
+    assert lines[0] == f"record_id\tpseudonym\t{HEADER}"
+    assert [line.split("\t")[2] for line in lines[1:]] == [r["source"] for r in rows]
     empty = tmp_path / "empty.ndjson"
     empty.write_bytes(b"")
     stage_validate(tmp_path / "dict.json", empty, tmp_path / "e", fail_on_error=False)
     assert (tmp_path / "e" / "issues.json").read_bytes() == b"[]\n"
-    assert (
-        tmp_path / "e" / "issues.tsv"
-    ).read_text() == "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage\n"
+    assert (tmp_path / "e" / "issues.tsv").read_text() == f"record_id\tpseudonym\t{HEADER}\n"

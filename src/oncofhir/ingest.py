@@ -33,7 +33,8 @@ from typing import IO, Any
 
 from .dictionary.compiled import CompiledDictionary
 from .errors import InputDataError
-from .io_utils import DIR_MODE, private_writer, write_private
+from .io_utils import DIR_MODE, no_space, private_writer, write_private
+from .tsv import cell, unescape
 
 DAG = "redcap_data_access_group"
 EVENT = "redcap_event_name"
@@ -651,6 +652,11 @@ def ingest_to_files(
             with private_writer(records_out) as out:
                 out.write(_header_line(ing.cols.out))
                 spool.copy_to(out, set(drop))
+        except OSError as exc:  # the spool lives beside the records (same disk): a full disk is named by them
+            error = no_space(exc, records_out)
+            if error is None:
+                raise
+            raise error from None
         finally:
             spool.close()
     finally:
@@ -732,15 +738,15 @@ def iter_records(path: str | Path, chunk_rows: int | None = None) -> Iterator[Re
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
-    """Write rejects as TSV (row, record_id, stage, reason), streaming; tabs and newlines in values are escaped."""
+    """Write rejects as TSV (row, record_id, stage, reason), streaming, one line per reject.
+
+    Cells go through :func:`oncofhir.tsv.cell` (escaped, formulas neutralised): the same bytes as
+    :func:`oncofhir.tsv.to_bytes` writes for the whole list, without holding it.
+    """
     with private_writer(path) as out:
-        out.write(("\t".join(REJECT_COLUMNS) + "\n").encode("utf-8"))
+        out.write(("\t".join(map(cell, REJECT_COLUMNS)) + "\n").encode("utf-8"))
         for r in rejects:
-            out.write(("\t".join(_escape(c) for c in (str(r.row), r.record_id, r.stage, r.reason)) + "\n").encode())
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+            out.write(("\t".join(map(cell, (r.row, r.record_id, r.stage, r.reason))) + "\n").encode("utf-8"))
 
 
 def read_rejects(path: str | Path) -> list[Reject]:
@@ -749,22 +755,12 @@ def read_rejects(path: str | Path) -> list[Reject]:
 
 
 def iter_rejects(path: str | Path) -> Iterator[Reject]:
-    """The rejects of a TSV written by :func:`write_rejects`, one at a time, in file order."""
+    """The rejects of a TSV written by :func:`write_rejects`, one at a time, in file order.
+
+    A neutralised id keeps its apostrophe (``'=1``): written again, it stays as it is (:func:`oncofhir.tsv.cell`).
+    """
     with open(path, encoding="utf-8") as handle:
         next(handle)
         for line in handle:
-            cells = [_unescape(c) for c in line.rstrip("\n").split("\t")]
+            cells = [unescape(c) for c in line.rstrip("\n").split("\t")]
             yield Reject(int(cells[0]), cells[1], cells[2], cells[3])
-
-
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i + 1]))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)

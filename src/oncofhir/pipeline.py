@@ -16,7 +16,7 @@ from .deposit.pseudonym import PSEUDONYM_SYSTEM
 from .dictionary import load_compiled
 from .errors import OncofhirError
 from .ingest import Records, Reject, ingest_to_files, iter_records, iter_rejects
-from .io_utils import write_private, write_text_atomic
+from .io_utils import clean_stale, private_parents, write_private, write_text_atomic
 
 if TYPE_CHECKING:
     from .deposit.pseudonym import Pseudonymizer
@@ -91,6 +91,7 @@ def stage_ingest(
     require_complete: bool = False,
 ) -> dict[str, Any]:
     """Read a center's export, streaming; write the normalised records, the rejects and a JSON report."""
+    clean_stale(records_out, rejects_out, report_out)  # temp files a killed run of this stage left
     dd = load_compiled(compiled_json)
     report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
     Path(report_out).parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,7 @@ def stage_fhir(
     from .fhir.builder import BundleBuilder
     from .fhir.writer import write_center
 
+    clean_stale(*(p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None))
     dd = load_compiled(compiled_json)
     report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
     if identifier_system is None:
@@ -141,7 +143,7 @@ def stage_fhir(
     builder = BundleBuilder(dd, identifier_system, pseudonymize)
     items = _build_center(builder, records_csv, _Gate(gate_tsv), chunk_rows)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        private_parents(p)  # the rejects spool is made in the rejects' folder before anything is renamed there
     counts = write_center(items, bundle_dir, ndjson_out, index_out, rejects_out, iter_rejects(ingest_rejects))
     rows_in = report["rows_in"]
     if rows_in != counts["bundles"] + counts["rejected"]:
@@ -152,6 +154,7 @@ def stage_fhir(
         "use_case": dd.use_case,
         "dictionary_version": dd.version,
         "pseudonymised": pseudonymizer is not None,
+        "secret_fingerprint": pseudonymizer.fingerprint if pseudonymizer is not None else "",
         "export_sha256": report["sha256"],
         "rows_in": rows_in,
         **counts,

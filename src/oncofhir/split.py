@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, TextIO
 from .errors import InputDataError
 from .ingest import DAG, _Returned, allow_large_fields, file_facts
 from .io_utils import private_writer, write_private, write_text_atomic
+from .tsv import to_bytes
 
 
 def split_export(combined: str | Path, dag: str, out_csv: str | Path, out_report: str | Path) -> dict[str, Any]:
@@ -95,9 +96,9 @@ def write_unclaimed(report_paths: list[str], out: str | Path) -> int:
     """Write ``combined_export, dag, rows`` for every unclaimed group (header only when all are claimed)."""
     reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p in report_paths]
     rows = unclaimed_groups(reports)
-    lines = ["combined_export\tdag\trows", *(f"{e}\t{d or '(blank)'}\t{n}" for e, d, n in rows)]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, "\n".join(lines) + "\n")
+    table = to_bytes(["combined_export", "dag", "rows"], [(e, d or "(blank)", n) for e, d, n in rows])
+    write_text_atomic(out, table.decode("utf-8"))  # spreadsheet-safe cells (oncofhir.tsv)
     if rows:
         print(f"WARNING: {len(rows)} data access group(s) claimed by no center: see {out}")
     return len(rows)

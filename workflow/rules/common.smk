@@ -13,8 +13,9 @@ from snakemake.utils import min_version, validate
 
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
-from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
 
@@ -190,6 +191,36 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_report_pages():
+    """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
+    return [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+    ]
+
+
+def get_report_lists():
+    """The lists the pages link to, as tables in rule report_file (failures.tsv is on the QC page already)."""
+    per = [
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
+        f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+    ]
+    files = [f"{RESULTS}/report/run_summary.tsv"]
+    for pattern in per:
+        files += per_center(pattern)
+    return files
+
+
+def get_report_kept():
+    """Files the pages link to that rule report_file names, with their row count, but does not copy (the deposit
+    manifests)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
     data = []
@@ -204,6 +235,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
@@ -227,3 +259,38 @@ def fhir_definitions_digest():
     for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json"):
         digest.update(Path(workflow.basedir, "resources", "fhir", name).read_bytes())
     return digest.hexdigest()
+
+
+# ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _forcing_fhir():
+    """Whether this run reruns every center's FHIR stage (--forcerun fhir, -R fhir, --forceall)."""
+    settings = workflow.dag_settings
+    if settings is not None:
+        return settings.forceall or "fhir" in settings.forcerun
+    # Snakemake hands the command line's DAG settings to the workflow only after parsing the Snakefile
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(args.forceall) or "fhir" in (args.forcerun or ())
+
+
+def _check_secret_unchanged():
+    """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
+    stage is rerun. Only in the main process: cluster jobs run while the summaries change.
+    """
+    summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
+    problem = changed_secret(load_secret(allow_demo=DEPOSIT["demo_keys"]), summaries)
+    if problem and not _forcing_fhir():
+        _stop(problem)
+
+
+if workflow.check_envvars and workflow.is_main_process:
+    _check_secret_unchanged()
+
+
+onstart:
+    # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
+    prepare_results(RESULTS)

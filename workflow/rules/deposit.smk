@@ -31,6 +31,7 @@ rule encrypt:
     input:
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
+        summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
         recipients=get_recipient_keys,
         sender=get_sender_key,
     output:
@@ -56,7 +57,7 @@ rule encrypt:
         # bundles come from the NDJSON's lines, named by the index: no per-patient plaintext file is read
         "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
         " --out-dir {output.encrypted:q} --manifest {output.manifest:q} --use-case {wildcards.use_case:q}"
-        " --center {wildcards.center:q} {params.recipients} {params.sender} --threads {threads}"
+        " --center {wildcards.center:q} --fhir-summary {input.summary:q} {params.recipients} {params.sender} --threads {threads}"
 
 
 rule manifest:

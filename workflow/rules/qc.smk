@@ -7,6 +7,7 @@ rule qc:
         scores=f"{RESULTS}/qc/{{use_case}}/{{center}}/scores.tsv",
         records=f"{RESULTS}/qc/{{use_case}}/{{center}}/records.tsv",
         failures=f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
+        send_back=f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         json=f"{RESULTS}/qc/{{use_case}}/{{center}}/qc.json",
         html=f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
         gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
@@ -43,6 +44,8 @@ rule qc_index:
         f"{RESULTS}/benchmarks/qc_index.tsv"
     conda:
         ENV
+    params:
+        min_center_score=config["qc"]["min_center_score"],
     message:
         "Writing the combined data-quality page"
     script:

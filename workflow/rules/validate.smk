@@ -3,6 +3,7 @@ rule validate:
     input:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
         bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         ontologies=ontology_tables(),
         hl7=get_hl7_outcome,
     output:
@@ -31,7 +32,8 @@ rule validate:
         "Validating the FHIR bundles of {wildcards.use_case}/{wildcards.center}"
     shell:
         "oncofhir --log {log:q} validate-center --dictionary {input.dictionary:q} --bundles {input.bundles:q}"
-        " --out-dir {params.out_dir:q} --center {wildcards.center:q} --ontologies {params.ontologies:q}"
+        " --index {input.index:q} --out-dir {params.out_dir:q} --center {wildcards.center:q}"
+        " --ontologies {params.ontologies:q}"
         " {params.hl7} {params.fail_on_error}"
 
 

@@ -22,7 +22,8 @@ import orjson
 
 from ..errors import InputDataError, OncofhirError
 from ..ingest import Reject, write_rejects
-from ..io_utils import DIR_MODE, FILE_MODE, private_writer, safe_stem
+from ..io_utils import DIR_MODE, FILE_MODE, clean_stale, private_parents, private_writer, safe_stem, temp_path
+from ..tsv import cell
 from .builder import Built
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -30,13 +31,16 @@ INDEX_HEADER = "record_id\tpatient_key\tfile\tbundle_id\tresources\n"
 
 
 class _Folder:
-    """Per-patient files written into a hidden staging folder that replaces the target in one rename."""
+    """Per-patient files written into a hidden staging folder (an oncofhir temp name, removed when stale) that
+    replaces the target in one rename."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
-        self.staging = target.with_name(f".{target.name}.partial")
+        clean_stale(target)
+        self.staging = temp_path(target)
         shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(mode=DIR_MODE, parents=True)
+        private_parents(self.staging)
+        self.staging.mkdir(mode=DIR_MODE)
         os.chmod(self.staging, DIR_MODE)
 
     def write(self, name: str, data: bytes) -> None:
@@ -110,7 +114,7 @@ def write_center(
             for entry in item.bundle["entry"]:
                 by_type[entry["resource"]["resourceType"]] += 1
             absent += data.count(b'/data-absent-reason"')
-            rid = item.record_id.replace("\t", " ").replace("\n", " ")
+            rid = cell(item.record_id)  # escaped and spreadsheet-safe (oncofhir.tsv); the key names files: as is
             index.write(f"{rid}\t{key}\t{stem}.json\t{item.bundle['id']}\t{len(item.bundle['entry'])}\n".encode())
         rejected = _Counted(heapq.merge(_in_row_order(prior_rejects), spool.rejects(), key=_row))
         write_rejects(rejected, rejects_path)

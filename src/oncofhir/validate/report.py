@@ -20,16 +20,20 @@ import orjson
 from ..dictionary import load_compiled
 from ..errors import InputDataError, OncofhirError
 from ..io_utils import private_writer, write_private
+from ..paths import DICTIONARIES, ONTOLOGIES
+from ..tsv import cell
 from . import hl7
 from .engine import DEFAULT_ONTOLOGIES, ValidationContext, validate_bundle
 from .issues import LAYERS, SEVERITIES, Issue
 
-COLUMNS = ("source", "bundle", "layer", "rule", "severity", "code", "location", "message")
+COLUMNS = ("record_id", "pseudonym", "source", "bundle", "layer", "rule", "severity", "code", "location", "message")
 
 
 def read_bundles(paths: Iterable[str | Path]) -> Iterator[tuple[str, Any]]:
     """(source, parsed JSON) for every bundle in files (``.json`` or ``.ndjson``) and folders (their ``*.json``)."""
     for path in map(Path, paths):
+        if not path.exists():
+            raise InputDataError("no such file or folder", path=str(path))
         if path.is_dir():
             yield from read_bundles(sorted(path.glob("*.json")))
         elif path.suffix == ".ndjson":
@@ -37,10 +41,8 @@ def read_bundles(paths: Iterable[str | Path]) -> Iterator[tuple[str, Any]]:
                 for n, line in enumerate(handle, start=1):
                     if line.strip():
                         yield f"{path.name}:{n}", _parse(line, f"{path}:{n}")
-        elif path.exists():
-            yield path.name, _parse(path.read_bytes(), str(path))
         else:
-            raise InputDataError("no such file or folder", path=str(path))
+            yield path.name, _parse(path.read_bytes(), str(path))
 
 
 def _parse(data: bytes, where: str) -> Any:
@@ -120,7 +122,7 @@ class _IssueFiles:
     def __init__(self, stack: contextlib.ExitStack, out: Path) -> None:
         self.json = stack.enter_context(private_writer(out / "issues.json"))
         self.tsv = stack.enter_context(private_writer(out / "issues.tsv"))
-        self.tsv.write(_tsv([]))
+        self.tsv.write(_tsv_header())
         self.tally = _Tally()
 
     def add(self, row: dict[str, Any]) -> None:
@@ -143,9 +145,16 @@ def stage_validate(
     ontologies: str | Path | None = DEFAULT_ONTOLOGIES,
     definitions: str | Path | None = None,
     center: str | None = None,
+    index: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Validate a center's bundles (a folder of ``*.json`` or an NDJSON file) and write the report."""
+    """Validate a center's bundles (a folder of ``*.json`` or an NDJSON file) and write the report.
+
+    ``index`` (the FHIR stage's ``<center>.index.tsv``) names each bundle's record id and pseudonym in the issues:
+    the NDJSON the ``source`` column points into is deleted once encrypted, and a data manager acts on record ids.
+    The report stays local (never deposited), like the index.
+    """
     dd = load_compiled(compiled_json)
+    who = read_index(index) if index is not None else {}
     context = ValidationContext.create(dd, ontologies=ontologies, definitions=definitions)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,7 @@ def stage_validate(
         for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
             count += 1
             for issue in issues:
-                files.add(_row(source, bundle_id, issue))
+                files.add(_row(source, bundle_id, issue, who))
                 if issue.is_error:
                     bad.add(bundle_id or source)
         seconds = time.perf_counter() - start
@@ -172,7 +181,7 @@ def stage_validate(
             for path, issue in outcome.issues:
                 if path not in ids:
                     ids[path] = _bundle_id(path)
-                files.add(_row(Path(path).name, ids[path], issue))
+                files.add(_row(Path(path).name, ids[path], issue, who))
                 if issue.is_error:
                     bad.add(ids[path] or Path(path).name)
         files.close()
@@ -205,8 +214,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     sev = summary["by_severity"]
     hl7_part = " + HL7 validator" if summary.get("hl7_validator", {}).get("ran") else ""
     status = "valid" if summary["valid"] else f"INVALID ({summary['bundles_with_errors']} bundles with errors)"
+    where = summary.get("where") or f"{summary['use_case']}/{summary['center']}"
     return (
-        f"{summary['use_case']}/{summary['center']}: {summary['bundles']} bundles, {status}; "
+        f"{where}: {summary['bundles']} bundles, {status}; "
         f"{sev['fatal'] + sev['error']} errors, {sev['warning']} warnings{hl7_part}"
     )
 
@@ -231,8 +241,8 @@ def run_cli(
     use_case: str,
     paths: list[str],
     *,
-    dictionaries: str | Path = "resources/dictionaries",
-    ontologies: str | Path = "resources/ontologies",
+    dictionaries: str | Path = DICTIONARIES,
+    ontologies: str | Path = ONTOLOGIES,
     fmt: str = "text",
 ) -> tuple[int, str]:
     """``oncofhir validate``: (exit code, output). Exit 1 when any error is found."""
@@ -249,7 +259,8 @@ def run_cli(
             rows.append(_row(source, bundle_id, issue))
             if issue.is_error:
                 bad.add(bundle_id or source)
-    summary = {"use_case": use_case, "center": ", ".join(paths), **summarize(rows, count, bad)}
+    where = f"{', '.join(map(str, paths))} ({use_case})"  # the files, never "<use case>/<absolute path>"
+    summary = {"use_case": use_case, "center": "", "where": where, **summarize(rows, count, bad)}
     code = 0 if summary["valid"] else 1
     if fmt == "json":
         return code, orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
@@ -266,8 +277,25 @@ def _bundle_id(path: str) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _row(source: str, bundle_id: str, issue: Issue) -> dict[str, Any]:
+def read_index(path: str | Path) -> dict[str, tuple[str, str]]:
+    """Bundle id -> (record id, pseudonym) from the FHIR stage's index (record_id, patient_key, file, bundle_id...)."""
+    from ..fhir.writer import INDEX_HEADER
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] + "\n" != INDEX_HEADER:
+        raise InputDataError("not a FHIR index written by the FHIR stage", path=str(path))
+    out = {}
+    for line in lines[1:]:
+        record_id, key, _file, bundle_id = line.split("\t")[:4]
+        out[bundle_id] = (record_id, key)
+    return out
+
+
+def _row(source: str, bundle_id: str, issue: Issue, who: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    record_id, pseudonym = (who or {}).get(bundle_id, ("", ""))
     return {
+        "record_id": record_id,
+        "pseudonym": pseudonym,
         "source": source,
         "bundle": bundle_id,
         "layer": issue.layer,
@@ -280,14 +308,18 @@ def _row(source: str, bundle_id: str, issue: Issue) -> dict[str, Any]:
 
 
 def _tsv(rows: list[dict[str, Any]]) -> bytes:
-    return ("\t".join(COLUMNS) + "\n").encode("utf-8") + _tsv_lines(rows)
+    """The issues as TSV: what :func:`oncofhir.tsv.to_bytes` writes for them, built from the same lines the stage
+    streams (:func:`_tsv_lines`)."""
+    return _tsv_header() + _tsv_lines(rows)
+
+
+def _tsv_header() -> bytes:
+    return ("\t".join(map(cell, COLUMNS)) + "\n").encode("utf-8")
 
 
 def _tsv_lines(rows: list[dict[str, Any]]) -> bytes:
-    def clean(value: Any) -> str:
-        return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-    return "".join("\t".join(clean(r[c]) for c in COLUMNS) + "\n" for r in rows).encode("utf-8")
+    """One line per issue, each cell escaped and spreadsheet-safe (:func:`oncofhir.tsv.cell`)."""
+    return "".join("\t".join(cell(r[c]) for c in COLUMNS) + "\n" for r in rows).encode("utf-8")
 
 
 def _top_rules(summary: dict[str, Any], n: int = 10) -> list[str]:
