@@ -103,8 +103,9 @@ def _ingested(tmp: Path, compiled, records: int) -> tuple[Path, Path]:
 
 
 def test_a_killed_fhir_job_leaves_a_temp_file_that_its_rerun_removes(tmp_path: Path, compiled) -> None:
-    """SIGKILL the FHIR stage while it streams the center's NDJSON: its temp file stays (nothing can remove it
-    then); the rerun removes it and writes complete outputs."""
+    """SIGKILL the FHIR stage while it streams the center's NDJSON and index: their temp files stay (nothing can
+    remove them then; the stage's rejects wait in an anonymous, already unlinked file); the rerun removes them and
+    writes complete outputs."""
     dictionary, ing = _ingested(tmp_path, compiled, 3000)
     fhir = tmp_path / "fhir"
     command = oncofhir(
@@ -123,7 +124,8 @@ def test_a_killed_fhir_job_leaves_a_temp_file_that_its_rerun_removes(tmp_path: P
         time.sleep(0.002)
     job.send_signal(signal.SIGKILL)
     job.wait()
-    assert sorted(p.name for p in fhir.iterdir()) == [temp]  # killed mid-write: only its plaintext temp file
+    index_temp = temp_path(fhir / "a.index.tsv").name.rsplit("-", 1)[0] + f"-{job.pid}"
+    assert sorted(p.name for p in fhir.iterdir()) == [index_temp, temp]  # killed mid-write: only its temp files
     assert (fhir / temp).stat().st_size > 0
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -152,9 +154,9 @@ def test_workflow_killed_while_writing_fhir_reruns_to_the_uninterrupted_outputs(
     found = _crash_test_module().crash_test(tmp_path, 1500, "uc1", ("fhir",), out=lines.append)
     kill = found["kills"][0]
     assert not kill.completed, lines
-    assert len(kill.temp_files) == 1 and re.fullmatch(
-        r"fhir/uc1/\.site_a\.ndjson\.oncofhir-tmp-[A-Za-z0-9_]*-[0-9]+", kill.temp_files[0]
-    ), lines
+    assert len(kill.temp_files) == 2, lines  # the NDJSON and the index, streamed side by side
+    for temp, name in zip(kill.temp_files, ("index\\.tsv", "ndjson"), strict=True):
+        assert re.fullmatch(rf"fhir/uc1/\.site_a\.{name}\.oncofhir-tmp-[A-Za-z0-9_]*-[0-9]+", temp), lines
     assert found["left"] == {"fhir": []}, lines
     assert found["differences"] == {"fhir": []}, lines
     assert found["compared"] > 1500

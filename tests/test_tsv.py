@@ -54,6 +54,21 @@ def test_rejects_round_trip(tmp_path: Path) -> None:
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_streamed_rejects_are_the_whole_list_writers_bytes(tmp_path: Path) -> None:
+    """write_rejects streams (a generator, one line at a time) yet writes what tsv.to_bytes writes for the list."""
+    rejects = [
+        Reject(1, "=1+1", "ingest", "a\tb\nc\\d"),
+        Reject(2, "-5", "qc", "@SUM(A1)"),
+        Reject(3, "\r=x", "fhir", ""),
+    ]
+    path = tmp_path / "rejects.tsv"
+    write_rejects(iter(rejects), path)
+    rows = [(r.row, r.record_id, r.stage, r.reason) for r in rejects]
+    assert path.read_bytes() == to_bytes(("row", "record_id", "stage", "reason"), rows)
+    assert path.read_bytes().splitlines()[1] == b"1\t'=1+1\tingest\ta\\tb\\nc\\\\d"
+    assert read_rejects(path)[0] == Reject(1, "'=1+1", "ingest", "a\tb\nc\\d")
+
+
 def test_ingest_rejects_neutralise_hostile_ids(tmp_path: Path) -> None:
     compiled = tmp_path / "uc1.json"
     stage_compile(DICTIONARIES / "uc1", ONTOLOGIES, compiled)

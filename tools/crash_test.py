@@ -147,7 +147,7 @@ def unlock(config: Path) -> None:
 
 def kill_at(config: Path, results: Path, stage: str, use_case: str, delay: float) -> Kill:
     """Start the workflow; SIGKILL its whole process group while the stage's job writes its main output (its temp
-    file exists), or ``delay`` s after the job started, whichever comes first."""
+    file exists; stages in :data:`TEMP_WATCH_PATTERNS`), or for the other stages ``delay`` s after the job started."""
     proc = snakemake(config)
     threading.Thread(target=proc.communicate, daemon=True).start()  # drain its output
     while not job_running(proc.pid, stage):
@@ -157,7 +157,9 @@ def kill_at(config: Path, results: Path, stage: str, use_case: str, delay: float
     t0 = time.monotonic()
     pattern = TEMP_WATCH_PATTERNS.get(stage)
     watched = results / pattern.format(uc=use_case, c=CENTER) if pattern else None
-    while time.monotonic() - t0 < delay and proc.poll() is None:
+    # a stage with a watched output is killed mid-write, however long a loaded machine takes to get there
+    limit = max(delay, 300.0) if watched is not None else delay
+    while time.monotonic() - t0 < limit and proc.poll() is None:
         if watched is not None and any(watched.parent.glob(f".{watched.name}.oncofhir-tmp-*")):
             break  # the stage is writing its main output: kill it mid-write
         time.sleep(0.002)

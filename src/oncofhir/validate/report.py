@@ -8,6 +8,7 @@ messages, speed, and a one-line summary for the workflow report). With ``fail_on
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -18,9 +19,9 @@ import orjson
 
 from ..dictionary import load_compiled
 from ..errors import InputDataError, OncofhirError
-from ..io_utils import write_private
+from ..io_utils import private_writer, write_private
 from ..paths import DICTIONARIES, ONTOLOGIES
-from ..tsv import to_bytes
+from ..tsv import cell
 from . import hl7
 from .engine import DEFAULT_ONTOLOGIES, ValidationContext, validate_bundle
 from .issues import LAYERS, SEVERITIES, Issue
@@ -72,28 +73,66 @@ def validate_all(
 
 
 def summarize(
-    rows: list[dict[str, Any]], bundles: int, bad: set[str], expected: Counter[str] | None = None
+    rows: Iterable[dict[str, Any]], bundles: int, bad: set[str], expected: Counter[str] | None = None
 ) -> dict[str, Any]:
     """Counts by severity, layer and rule (with each rule's layer and severities)."""
-    by_severity = Counter(r["severity"] for r in rows)
-    by_layer: dict[str, Counter[str]] = {}
-    by_rule: dict[str, dict[str, Any]] = {}
+    tally = _Tally()
     for r in rows:
-        by_layer.setdefault(r["layer"], Counter())[r["severity"]] += 1
-        entry = by_rule.setdefault(f"{r['layer']}/{r['rule']}", {"layer": r["layer"], "rule": r["rule"]})
+        tally.add(r)
+    return tally.summary(bundles, bad, expected)
+
+
+class _Tally:
+    """The counts :func:`summarize` reports, added up one issue at a time (the stage never holds its issues)."""
+
+    def __init__(self) -> None:
+        self.issues = 0
+        self.by_severity: Counter[str] = Counter()
+        self.by_layer: dict[str, Counter[str]] = {}
+        self.by_rule: dict[str, dict[str, Any]] = {}
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.issues += 1
+        self.by_severity[r["severity"]] += 1
+        self.by_layer.setdefault(r["layer"], Counter())[r["severity"]] += 1
+        entry = self.by_rule.setdefault(f"{r['layer']}/{r['rule']}", {"layer": r["layer"], "rule": r["rule"]})
         entry[r["severity"]] = entry.get(r["severity"], 0) + 1
-    errors = by_severity["error"] + by_severity["fatal"]
-    return {
-        "bundles": bundles,
-        "bundles_with_errors": len(bad),
-        "issues": len(rows),
-        "errors": errors,
-        "by_severity": {s: by_severity[s] for s in SEVERITIES},
-        "by_layer": {layer: dict(by_layer[layer]) for layer in LAYERS if layer in by_layer},
-        "by_rule": dict(sorted(by_rule.items())),
-        "hl7_expected_offline": dict(sorted((expected or Counter()).items())),
-        "valid": errors == 0,
-    }
+
+    def summary(self, bundles: int, bad: set[str], expected: Counter[str] | None) -> dict[str, Any]:
+        by_severity, by_layer = self.by_severity, self.by_layer
+        errors = by_severity["error"] + by_severity["fatal"]
+        return {
+            "bundles": bundles,
+            "bundles_with_errors": len(bad),
+            "issues": self.issues,
+            "errors": errors,
+            "by_severity": {s: by_severity[s] for s in SEVERITIES},
+            "by_layer": {layer: dict(by_layer[layer]) for layer in LAYERS if layer in by_layer},
+            "by_rule": dict(sorted(self.by_rule.items())),
+            "hl7_expected_offline": dict(sorted((expected or Counter()).items())),
+            "valid": errors == 0,
+        }
+
+
+class _IssueFiles:
+    """``issues.json`` and ``issues.tsv`` written one issue at a time, the same bytes as dumping the whole list
+    (``orjson`` with two-space indent; :func:`_tsv`), so a center's validation holds no list of its issues: a
+    warning per bundle is millions of issues for a large center."""
+
+    def __init__(self, stack: contextlib.ExitStack, out: Path) -> None:
+        self.json = stack.enter_context(private_writer(out / "issues.json"))
+        self.tsv = stack.enter_context(private_writer(out / "issues.tsv"))
+        self.tsv.write(_tsv_header())
+        self.tally = _Tally()
+
+    def add(self, row: dict[str, Any]) -> None:
+        element = b"  " + orjson.dumps(row, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+        self.json.write((b",\n" if self.tally.issues else b"[\n") + element)
+        self.tsv.write(_tsv_lines([row]))
+        self.tally.add(row)
+
+    def close(self) -> None:
+        self.json.write(b"\n]\n" if self.tally.issues else b"[]\n")
 
 
 def stage_validate(
@@ -120,37 +159,39 @@ def stage_validate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     center = center or out.name
-    rows: list[dict[str, Any]] = []
     bad: set[str] = set()
     count = 0
-    start = time.perf_counter()
-    for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
-        count += 1
-        for issue in issues:
-            rows.append(_row(source, bundle_id, issue, who))
-            if issue.is_error:
-                bad.add(bundle_id or source)
-    seconds = time.perf_counter() - start
-    expected: Counter[str] = Counter()
-    hl7_info: dict[str, Any] = {"ran": False}
-    if hl7_outcome is not None:
-        outcome = hl7.read(hl7_outcome)
-        expected = outcome.expected
-        hl7_info = {"ran": True, "files": outcome.files, "issues": len(outcome.issues)}
-        ids: dict[str, str] = {}
-        for path, issue in outcome.issues:
-            if path not in ids:
-                ids[path] = _bundle_id(path)
-            rows.append(_row(Path(path).name, ids[path], issue, who))
-            if issue.is_error:
-                bad.add(ids[path] or Path(path).name)
+    with contextlib.ExitStack() as stack:
+        files = _IssueFiles(stack, out)
+        start = time.perf_counter()
+        for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
+            count += 1
+            for issue in issues:
+                files.add(_row(source, bundle_id, issue, who))
+                if issue.is_error:
+                    bad.add(bundle_id or source)
+        seconds = time.perf_counter() - start
+        expected: Counter[str] = Counter()
+        hl7_info: dict[str, Any] = {"ran": False}
+        if hl7_outcome is not None:
+            outcome = hl7.read(hl7_outcome)
+            expected = outcome.expected
+            hl7_info = {"ran": True, "files": outcome.files, "issues": len(outcome.issues)}
+            ids: dict[str, str] = {}
+            for path, issue in outcome.issues:
+                if path not in ids:
+                    ids[path] = _bundle_id(path)
+                files.add(_row(Path(path).name, ids[path], issue, who))
+                if issue.is_error:
+                    bad.add(ids[path] or Path(path).name)
+        files.close()
     summary = {
         "use_case": dd.use_case,
         "center": center,
         "dictionary_version": dd.version,
         "fhir": f"{context.defs.package}#{context.defs.version}",
         "suppressed_rules": sorted(context.suppressed),
-        **summarize(rows, count, bad, expected),
+        **files.tally.summary(count, bad, expected),
         "hl7_validator": hl7_info,
         "cache": dict(context.stats),
     }
@@ -158,8 +199,6 @@ def stage_validate(
     # Timing goes to the returned dict (the job's log), not to summary.json: outputs must not change between
     # identical runs (reruns, and a SLURM run compared byte for byte with a local one).
     timing = {"seconds": round(seconds, 2), "bundles_per_second": round(count / seconds, 1) if seconds else None}
-    write_private(out / "issues.json", orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
-    write_private(out / "issues.tsv", _tsv(rows))
     write_private(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     if fail_on_error and not summary["valid"]:
         raise OncofhirError(
@@ -269,7 +308,18 @@ def _row(source: str, bundle_id: str, issue: Issue, who: dict[str, tuple[str, st
 
 
 def _tsv(rows: list[dict[str, Any]]) -> bytes:
-    return to_bytes(COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
+    """The issues as TSV: what :func:`oncofhir.tsv.to_bytes` writes for them, built from the same lines the stage
+    streams (:func:`_tsv_lines`)."""
+    return _tsv_header() + _tsv_lines(rows)
+
+
+def _tsv_header() -> bytes:
+    return ("\t".join(map(cell, COLUMNS)) + "\n").encode("utf-8")
+
+
+def _tsv_lines(rows: list[dict[str, Any]]) -> bytes:
+    """One line per issue, each cell escaped and spreadsheet-safe (:func:`oncofhir.tsv.cell`)."""
+    return "".join("\t".join(cell(r[c]) for c in COLUMNS) + "\n" for r in rows).encode("utf-8")
 
 
 def _top_rules(summary: dict[str, Any], n: int = 10) -> list[str]:
