@@ -512,9 +512,18 @@ def open_log(path: str) -> TextIO:
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
+#: Memory set aside at start and given back when the memory runs out, so that the one-line report still fits.
+_RESERVE: bytearray | None = bytearray(4 << 20)
+
+
 def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
     """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
     if isinstance(exc, MemoryError):  # first, and without an import: memory is short
+        # The traceback keeps the failed stage's frames, and so whatever filled the memory, alive while the error
+        # is reported: drop it, and the reserve, so that the message itself can be allocated and written.
+        global _RESERVE
+        _RESERVE = None
+        exc.__traceback__ = None
         return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
     if isinstance(exc, OSError):
         from .io_utils import no_space
