@@ -229,6 +229,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
     problems += _crate_problems(args.manifest)
     files = len(read_manifest(args.manifest))
+    outsider = sum("does not decrypt (not a recipient of this key" in p for p in problems)
+    if args.sk and files and outsider == files:  # the wrong key, not a deposit's fault: one line, not one per file
+        raise ConfigError(
+            f"--sk {args.sk}: this key is not a recipient of any of the {files} file(s) of {args.manifest}; give the "
+            "private key of one of the recipients the deposit was encrypted for (deposit.recipients)"
+        )
     how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
     for problem in problems:
         print(f"{args.manifest}: {problem}")
