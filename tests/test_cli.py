@@ -99,6 +99,15 @@ def test_help_documents_the_exit_codes() -> None:
     assert "  130 interrupted (Ctrl-C)\n" in result.stdout
 
 
+def test_help_texts_hold_no_markup_and_no_none() -> None:
+    """The top help began with RST markup (``oncofhir`` command line) and fhir's --identifier-system help said
+    "(None: urn:oncofhir:pseudonym, ...)" where it meant its default."""
+    for name, parser in _parsers(build_parser()):
+        text = " ".join(parser.format_help().split())
+        assert "``" not in text and "(None" not in text, name
+    assert build_parser().description == "oncofhir command line: every workflow stage, usable without Snakemake."
+
+
 def test_errors_found_is_exit_1(tmp_path: Path, capsys) -> None:
     """1 means "validation errors found" (documented), never a crash."""
     bad = tmp_path / "b.json"

@@ -320,7 +320,7 @@ def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
-    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0], epilog=EXIT_CODES)
+    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0].replace("``", ""), epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
     p.add_argument(
         "--log",
@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--summary", required=True, help="output: counts JSON")
     fh.add_argument(
         "--identifier-system",
-        help="Patient.identifier system (None: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with --no-pseudonyms)",
+        help="Patient.identifier system (default: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with "
+        "--no-pseudonyms)",
     )
     fh.add_argument(
         "--no-pseudonyms",
