@@ -451,3 +451,13 @@ def test_a_script_rule_exits_with_the_documented_code(tmp_path: Path, raised: st
     first = message.format(log=log)
     assert result.stderr.splitlines()[0] == first
     assert "Traceback" not in result.stderr
+
+
+def test_a_comma_separated_centers_sheet_says_tabs(tmp_path: Path) -> None:
+    """A sheet saved as CSV said "missing column(s) use_case, center, export (...; found use_case,center,export)"."""
+    write(tmp_path / "centers.tsv", "use_case,center,export\nuc1,a,a.csv\n")
+    write(tmp_path / "my.yaml", "centers: centers.tsv\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "my.yaml")) == (
+        "centers.tsv, line 1: comma-separated; the centers sheet is a TSV file: separate use_case, center, "
+        "export by tabs (save as 'Text (tab-delimited)' from a spreadsheet)"
+    )

@@ -301,6 +301,12 @@ def read_centers(sheet: str, schema: Mapping[str, Any], dictionaries: str, demo_
             if header is None:
                 header = [name.strip() for name in fields]
                 missing = [name for name in REQUIRED_COLUMNS if name not in header]
+                if missing and len(header) == 1 and ("," in header[0] or ";" in header[0]):
+                    sep = "comma" if "," in header[0] else "semicolon"
+                    raise ConfigError(
+                        f"{sheet}, line {line}: {sep}-separated; the centers sheet is a TSV file: separate "
+                        f"{', '.join(REQUIRED_COLUMNS)} by tabs (save as 'Text (tab-delimited)' from a spreadsheet)"
+                    )
                 if missing:
                     raise ConfigError(
                         f"{sheet}, line {line}: missing column(s) {', '.join(missing)} "
