@@ -121,7 +121,7 @@ def test_require_complete(tmp_path: Path, compiled) -> None:
             "not UTF-8 at byte 15 (line 2): re-export from REDCap, or convert the file to UTF-8",
         ),
         (b"sex,onsetage\n0,5\n", "record id column 'record_id' is missing (the header names sex, onsetage)"),
-        (b"record_id,sex,sex\nA,0,0\n", "duplicate column(s) in header: sex"),
+        (b"record_id,sex,sex\nA,0,0\n", "line 1: duplicate column(s) in header: sex (columns 2, 3)"),
     ],
 )
 def test_unusable_files(tmp_path: Path, compiled, content: bytes, message: str) -> None:

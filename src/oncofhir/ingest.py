@@ -171,8 +171,11 @@ class _Columns:
         if dd.record_id not in header:
             raise InputDataError(_no_record_id(header, dd, known, path), path=str(path))
         dupes = [h for h, n in Counter(header).items() if n > 1]
-        if dupes:
-            raise InputDataError(f"duplicate column(s) in header: {', '.join(dupes)}", path=str(path))
+        if dupes:  # which copy holds the data is unknowable: name every position so the export can be fixed
+            where = "; ".join(
+                f"{h} (columns {', '.join(str(i + 1) for i, c in enumerate(header) if c == h)})" for h in dupes
+            )
+            raise InputDataError(f"line 1: duplicate column(s) in header: {where}", path=str(path))
         self.unknown = [h for h in header if h not in known]
         data_fields = [n for n, f in fields.items() if f.type not in {"descriptive", "checkbox"}]
         self.missing = [n for n in data_fields if n not in header]
