@@ -167,6 +167,27 @@ def test_a_use_case_without_a_privacy_block_is_blocked_saying_what_to_declare(tm
     ]
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "FileNotFoundError: [Errno 2] No such file or directory: '{path}'"),
+        ("not json", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+        ('{"use_case": "uc1"}', "KeyError: 'release'"),
+    ],
+)
+def test_the_gate_on_a_missing_or_corrupt_decision_is_an_input_error(tmp_path: Path, content, reason) -> None:
+    """``oncofhir privacy-gate`` on such a file was an internal error (exit 70)."""
+    path = tmp_path / "uc1.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputDataError) as err:
+        check_release(path)
+    assert str(err.value) == (
+        f"{path}: cannot read the privacy decision ({reason.format(path=path)}); rerun the privacy stage"
+    )
+    assert err.value.exit_code == 4
+
+
 def test_a_band_reaching_k_is_reported(tmp_path: Path, compiled) -> None:
     """Ages 60-64 of one sex: each age alone is a class of 2, 5-year bands make one class of 10."""
     dd = compiled["uc1"]

@@ -90,7 +90,13 @@ def _classes_rows(total: Counter[Key], qis: list[str], sensitive: str | None, k:
 
 def check_release(privacy_json: str | Path) -> str:
     """Raise (exit 4, the message) if the use case's privacy decision blocks its encryption; else a log line."""
-    decision = json.loads(Path(privacy_json).read_text(encoding="utf-8"))["release"]
+    try:
+        decision = json.loads(Path(privacy_json).read_text(encoding="utf-8"))["release"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, not JSON, or not a privacy report
+        raise InputDataError(
+            f"cannot read the privacy decision ({type(exc).__name__}: {exc}); rerun the privacy stage",
+            path=str(privacy_json),
+        ) from None
     if decision["blocked"]:
         raise InputDataError(decision["message"], path=str(privacy_json))
     return decision["message"] or "privacy: release allowed"
