@@ -430,6 +430,7 @@ def test_a_folder_given_as_the_centers_sheet_says_folder_not_missing(tmp_path: P
             5,
             "oncofhir: error: no space left on out.json: free some space there and rerun",
         ),
+        ("NotADirectoryError(errno.ENOTDIR, 'Not a directory', 'a/b')", 2, "oncofhir: error: a/b: Not a directory"),
         ("KeyError('bug')", 70, "oncofhir: internal error, see {log}"),
     ],
 )

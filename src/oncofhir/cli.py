@@ -10,6 +10,7 @@ to the ``--log`` file only.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ EXIT_CODES = """\
 exit codes:
   0   success
   1   validation errors found (validate, validate-center, verify)
-  2   usage or configuration error
+  2   usage or configuration error (also a path that cannot be used: no permission, read-only, file vs folder)
   3   dictionary error (data dictionary, mapping or ontology table)
   4   input data error (an export, records or bundles that cannot be read)
   5   out of resources (disk full or quota, out of memory)
@@ -519,13 +520,21 @@ def open_log(path: str) -> TextIO:
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
-def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
-    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
+#: errno values of a path the user gave that cannot be used as asked: no permission, a read-only file system, a file
+#: where a folder is needed or the reverse. A usage error naming the path (exit 2), not a bug.
+_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+
+
+def _resource_error(exc: BaseException, path: str | None = None) -> OncofhirError | None:
+    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line (exit 5), a path that cannot be
+    used (permission, read-only, file/folder mix-up) as a usage error (exit 2); None for anything else."""
     if isinstance(exc, MemoryError):  # first, and without an import: memory is short
         return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
     if isinstance(exc, OSError):
         from .io_utils import no_space
 
+        if exc.errno in _PATH_ERRNOS and exc.filename:
+            return ConfigError(f"{exc.filename}: {exc.strerror}")
         return no_space(exc, path or "the output file system")
     return None
 
