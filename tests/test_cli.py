@@ -99,6 +99,23 @@ def test_help_documents_the_exit_codes() -> None:
     assert "  130 interrupted (Ctrl-C)\n" in result.stdout
 
 
+def test_help_texts_hold_no_markup_and_no_none() -> None:
+    """The top help began with RST markup (``oncofhir`` command line) and fhir's --identifier-system help said
+    "(None: urn:oncofhir:pseudonym, ...)" where it meant its default."""
+    for name, parser in _parsers(build_parser()):
+        text = " ".join(parser.format_help().split())
+        assert "``" not in text and "(None" not in text, name
+    assert build_parser().description == "oncofhir command line: every workflow stage, usable without Snakemake."
+
+
+def test_an_output_path_that_cannot_be_used_is_a_usage_error_not_a_bug(tmp_path: Path, capsys) -> None:
+    """`oncofhir demo --out <a file>/x` was "internal error (FileExistsError/NotADirectoryError ...)", exit 70."""
+    afile = tmp_path / "afile"
+    afile.write_text("", encoding="utf-8")
+    assert main(["demo", "--out", str(afile / "x")]) == 2
+    assert capsys.readouterr().err == f"oncofhir: error: {afile / 'x'}: Not a directory\n"
+
+
 def test_errors_found_is_exit_1(tmp_path: Path, capsys) -> None:
     """1 means "validation errors found" (documented), never a crash."""
     bad = tmp_path / "b.json"

@@ -82,7 +82,8 @@ def test_logic_errors_name_variable_and_position(tst: Path) -> None:
     edit(tst, "redcap_dictionary.csv", "[flag] = '0'", "[flag] = '0' AND")
     edit(tst, "mapping.yaml", "drug: {mandatory: \"[chemo] = '2'\"}", "drug: {mandatory: \"[chemotherapy] = '2'\"}")
     got = problems(tst)
-    assert got[0].startswith("variable 'flag_dur', branching logic: ")
+    row = next(i for i, line in enumerate((tst / "redcap_dictionary.csv").read_text().splitlines(), 1) if "AND" in line)
+    assert got[0].startswith(f"redcap_dictionary.csv row {row}, variable 'flag_dur', branching logic: ")  # row: to fix
     assert "position 16" in got[0]
     assert got[1] == (
         "variable 'drug', mandatory condition: logic refers to unknown variable [chemotherapy] "

@@ -662,6 +662,24 @@ def test_verify_catches_modified_missing_stray_and_undecryptable_files(
     assert sum("does not decrypt (not a recipient of this key" in p for p in outsider) == len(rows) - 1
 
 
+def test_verify_with_a_key_that_opens_no_file_says_so_in_one_line(deposit: Path, keyring: dict[str, Path]) -> None:
+    """The wrong --sk used to print one "does not decrypt" line per file (87 for a small run) and exit 1, as if the
+    deposit were broken; it is a usage error: one line, exit 2."""
+    man = deposit / "ega" / "manifest.tsv"
+    files = len(manifest.read_manifest(man))
+    result = subprocess.run(
+        [sys.executable, "-m", "oncofhir", "verify", str(man), "--sk", str(keyring["outsider.sec"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"oncofhir: error: --sk {keyring['outsider.sec']}: this key is not a recipient of any of the {files} file(s) "
+        f"of {man}; give the private key of one of the recipients the deposit was encrypted for (deposit.recipients)\n"
+    )
+
+
 def test_verify_catches_a_valid_file_swapped_for_another(tmp_path: Path, deposit: Path, keyring: dict[str, Path]):
     shutil.copytree(deposit / "ega", tmp_path / "ega")
     rows = [r for r in manifest.read_manifest(tmp_path / "ega" / "manifest.tsv") if r["pseudonym"]]

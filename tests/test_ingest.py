@@ -63,6 +63,18 @@ def test_missing_required_column_is_an_error_for_the_center(tmp_path: Path, comp
     )
 
 
+def test_another_use_cases_export_says_so_instead_of_asking_for_all_fields(tmp_path: Path, compiled) -> None:
+    """A uc7-like export in a uc1 row shares record_id, sex and onsetage: most of its columns are foreign."""
+    header = "record_id,redcap_data_access_group,sex,onsetage,histo,grade,stage_t,stage_n,use_case_7_complete"
+    path = export(tmp_path, ["A1,s,0,61,1,2,3,0,2"], header=header)
+    with pytest.raises(InputDataError) as err:
+        ingest_export(path, compiled["uc1"])
+    assert str(err.value) == (
+        f"{path}: required (minimal) column(s) missing: indeterm_nodule: 5 of the header's 7 columns are not in the "
+        "uc1 dictionary: this is another use case's export, or the centers sheet gives the wrong use case"
+    )
+
+
 def test_duplicates_repeats_ragged_and_blank_ids_are_rejected_with_reasons(tmp_path: Path, compiled) -> None:
     header = UC1_COLUMNS.replace(",sex", ",redcap_repeat_instrument,redcap_repeat_instance,sex")
     row = "{rid},s,{rpt},{inst},0,78,0,0,2,2,2,2,1,2,2,1,2,1,2"
@@ -109,7 +121,7 @@ def test_require_complete(tmp_path: Path, compiled) -> None:
             "not UTF-8 at byte 15 (line 2): re-export from REDCap, or convert the file to UTF-8",
         ),
         (b"sex,onsetage\n0,5\n", "record id column 'record_id' is missing (the header names sex, onsetage)"),
-        (b"record_id,sex,sex\nA,0,0\n", "duplicate column(s) in header: sex"),
+        (b"record_id,sex,sex\nA,0,0\n", "line 1: duplicate column(s) in header: sex (columns 2, 3)"),
     ],
 )
 def test_unusable_files(tmp_path: Path, compiled, content: bytes, message: str) -> None:

@@ -320,6 +320,7 @@ def test_parse_is_cached() -> None:
         ("5.0", True, False, False),
         ("1e3", True, False, False),
         ("abc", False, False, False),
+        ("\u0663", False, False, False),  # Arabic-Indic 3: not a REDCap integer (ASCII digits only)
         ("", False, False, True),
         (None, False, False, True),
     ],

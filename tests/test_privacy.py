@@ -134,7 +134,56 @@ def test_block_refuses_with_the_reason(crafted) -> None:
     assert str(err.value) == (
         f"{tmp / 'uc1.json'}: use case uc1: k-anonymity is 1, below privacy.k = 5: 1 of 16 record(s) are in "
         "1 class(es) smaller than 5 over center, sex, onsetage; privacy.action is block, so it is not encrypted "
-        "(see results/privacy/uc1.json for what would reach k; or set privacy.action: report)"
+        "(this report lists what would reach k; or set privacy.action: report)"
+    )
+    assert err.value.exit_code == 4
+
+
+def test_a_use_case_without_a_privacy_block_is_blocked_saying_what_to_declare(tmp_path: Path) -> None:
+    """The message pointed at results/privacy/<uc>.json "for what would reach k" (a fixed path, wrong with another
+    `results`, and nothing was measured) and the TSV said below_k "no" for a use case not assessed."""
+    folder = tmp_path / "ucnopriv"
+    shutil.copytree(DICTIONARIES / "uc1", folder)
+    mapping = (folder / "mapping.yaml").read_text(encoding="utf-8")
+    mapping = mapping.replace("use_case: uc1", "use_case: ucnopriv").split("\nprivacy:")[0] + "\n"
+    (folder / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    dd = compile_dictionary(folder, ONTOLOGIES)
+    records, index = _center_files(tmp_path, "a", [("r1", "1", "60", "0"), ("r2", "0", "61", "1")], {"r1", "r2"})
+    counts = tmp_path / "a.counts.tsv"
+    write_counts(dd, count_classes(dd, records, index, "a"), counts)
+    (tmp_path / "dd.json").write_text(dd.to_json(), encoding="utf-8")
+    out = tmp_path / "elsewhere" / "ucnopriv.json"
+    stage_privacy(tmp_path / "dd.json", [counts], out, tmp_path / "u.tsv", 5, "block")
+    with pytest.raises(InputDataError) as err:
+        check_release(out)
+    assert str(err.value) == (
+        f"{out}: use case ucnopriv: no quasi_identifiers declared under privacy in its mapping.yaml; privacy.action "
+        "is block, so it is not encrypted (declare privacy: {quasi_identifiers: [...]} in its mapping.yaml, "
+        "docs/dictionary-format.md; or set privacy.action: report)"
+    )
+    assert list(csv.reader(io.StringIO((tmp_path / "u.tsv").read_text()), delimiter="\t")) == [
+        ["records", "sensitive_values", "below_k"],
+        ["2", "", ""],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "FileNotFoundError: [Errno 2] No such file or directory: '{path}'"),
+        ("not json", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+        ('{"use_case": "uc1"}', "KeyError: 'release'"),
+    ],
+)
+def test_the_gate_on_a_missing_or_corrupt_decision_is_an_input_error(tmp_path: Path, content, reason) -> None:
+    """``oncofhir privacy-gate`` on such a file was an internal error (exit 70)."""
+    path = tmp_path / "uc1.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputDataError) as err:
+        check_release(path)
+    assert str(err.value) == (
+        f"{path}: cannot read the privacy decision ({reason.format(path=path)}); rerun the privacy stage"
     )
     assert err.value.exit_code == 4
 
@@ -238,8 +287,8 @@ def test_block_stops_encryption_of_that_use_case_only(tmp_path: Path, compiled) 
     assert uc1["smallest_classes"][0]["values"] == {"center": "hospital_a", "sex": "0", "onsetage": "87"}
     message = (
         f"use case uc1: k-anonymity is 1, below privacy.k = 5: 1 of {deposited} record(s) are in 1 class(es) "
-        "smaller than 5 over center, sex, onsetage; privacy.action is block, so it is not encrypted (see "
-        "results/privacy/uc1.json for what would reach k; or set privacy.action: report)"
+        "smaller than 5 over center, sex, onsetage; privacy.action is block, so it is not encrypted (this report "
+        "lists what would reach k; or set privacy.action: report)"
     )
     assert f"oncofhir: error: {results / 'privacy' / 'uc1.json'}: {message}" in output, output[-3000:]
     assert (uc3["k"], uc3["classes"], uc3["release"]["blocked"]) == (uc3["records"], 1, False)

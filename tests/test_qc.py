@@ -257,6 +257,24 @@ def test_qc_and_fhir_agree_on_what_a_number_is(value):
         parse_number(value, integer=True)  # never raises for a QC-valid integer
 
 
+@pytest.mark.parametrize("value", ["\u0663", "\u0664\u0665", "\uff17", "\u0967\u0968.5"])
+def test_digits_of_other_scripts_are_not_numbers_in_qc_or_fhir(value):
+    """Arabic-Indic (٣), full-width (７) or Devanagari digits passed QC's integer and number checks and became
+    numbers in the bundles (Python's ``\\d`` and ``float`` read them); REDCap's validation accepts ASCII digits only."""
+    dd = dictionary(field("n", validation="number"), field("i", validation="integer"))
+    result = check(dd, [{"n": value, "i": value}])
+    assert outcome(result, "n.datatype") == ["fail"]
+    assert outcome(result, "i.datatype") == ["fail"]
+    with pytest.raises(BadValue, match="is not a number"):
+        parse_number(value)
+
+
+def test_a_date_in_other_scripts_digits_is_not_a_date():
+    dd = dictionary(field("d", validation="date_ymd"))
+    result = check(dd, [{"d": "2023-02-28"}, {"d": "\u0662\u0660\u0662\u0663-02-28"}])
+    assert outcome(result, "d.datatype") == ["pass", "fail"]
+
+
 def test_dates():
     dd = dictionary(field("d", validation="date_dmy", min="2000-01-01", max="2024-12-31"))
     result = check(dd, [{"d": "2023-02-28"}, {"d": "2023-02-30"}, {"d": "28-02-2023"}, {"d": "1999-12-31"}])

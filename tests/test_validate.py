@@ -512,6 +512,17 @@ def test_command_exit_codes(demo: dict[str, Path], base: dict[str, Any], tmp_pat
     assert [r["rule"] for r in json.loads(text) if r["severity"] == "error"] == ["required-binding"]
 
 
+def test_a_line_that_is_not_json_reads_without_an_empty_location(tmp_path: Path) -> None:
+    """The text report printed "[structure/not-json] : not JSON" (an empty location before the colon)."""
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text('{"resourceType": "Bund', encoding="utf-8")
+    code, text = run_cli("uc1", [str(broken)], dictionaries=DICTIONARIES, ontologies=ONTOLOGIES)
+    assert code == 1
+    assert text.splitlines()[-1] == (
+        "broken.ndjson:1: fatal [structure/not-json]: not JSON: unexpected end of data: line 1 column 23 (char 22)"
+    )
+
+
 # -- issue 12: FHIR rules the layers missed, and a false error (7-10) -----------------------------------------------
 @pytest.fixture(scope="module")
 def fhir_only(demo: dict[str, Path]) -> ValidationContext:

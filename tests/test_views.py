@@ -203,3 +203,11 @@ def test_missing_bundles_is_one_line_exit_4(tmp_path: Path, capsys: pytest.Captu
     assert (
         capsys.readouterr().err == f"oncofhir: error: {missing}: cannot read the bundles: No such file or directory\n"
     )
+
+
+def test_cohort_over_a_missing_tables_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    """It wrote an empty database and said "0 table(s) over 0 Parquet file(s)", exit 0."""
+    missing = tmp_path / "nothere"
+    assert main(["cohort", "--tables-dir", str(missing), "--out", str(tmp_path / "c.duckdb")]) == 2
+    assert capsys.readouterr().err == f"oncofhir: error: --tables-dir {missing}: folder not found\n"
+    assert not (tmp_path / "c.duckdb").exists()

@@ -396,3 +396,69 @@ def test_an_unknown_check_type_in_qc_weights_names_the_nearest_one(tmp_path: Pat
     assert str(raised.value) == (
         f"{config}: unknown config key 'qc.weights.minimal' (did you mean 'qc.weights.minimal_req'?; config/README.md)"
     )
+
+
+def test_all_qc_weights_0_stop_the_run_before_any_job(tmp_path: Path) -> None:
+    """A partial qc.weights merged over the defaults that leaves no weight above 0 used to pass the config check and
+    fail every center's QC job; it is a configuration error at parse time, naming the file that set it."""
+    zero = ", ".join(
+        f"{name}: 0" for name in ("minimal_req", "mandatory_req", "length", "datatype", "permissible", "range")
+    )
+    write(tmp_path / "w.yaml", f"qc: {{weights: {{{zero}}}}}\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "w.yaml")) == (
+        f"{tmp_path}/w.yaml: config key 'qc.weights': every weight is 0, so no score can be computed; give at least "
+        "one check type a weight above 0 (config/README.md)"
+    )
+
+
+def test_a_folder_given_as_the_centers_sheet_says_folder_not_missing(tmp_path: Path) -> None:
+    (tmp_path / "sheets").mkdir()
+    write(tmp_path / "my.yaml", "centers: sheets\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "my.yaml")) == (
+        f"{tmp_path}/my.yaml: config key 'centers': 'sheets' is not a file but a folder (looked for "
+        f"{tmp_path}/sheets; relative paths in a config file start at its folder {tmp_path})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [
+        ("DictionaryError('mapping.yaml: bad key')", 3, "oncofhir: error: mapping.yaml: bad key"),
+        ("InputDataError('a.csv: empty')", 4, "oncofhir: error: a.csv: empty"),
+        (
+            "OSError(errno.ENOSPC, 'No space left on device', 'out.json')",
+            5,
+            "oncofhir: error: no space left on out.json: free some space there and rerun",
+        ),
+        ("NotADirectoryError(errno.ENOTDIR, 'Not a directory', 'a/b')", 2, "oncofhir: error: a/b: Not a directory"),
+        ("KeyError('bug')", 70, "oncofhir: internal error, see {log}"),
+    ],
+)
+def test_a_script_rule_exits_with_the_documented_code(tmp_path: Path, raised: str, code: int, message: str) -> None:
+    """oncofhir.smk.run (the script: rules, e.g. compile_dictionary) used to exit 1 for every error: a dictionary
+    error is 3, input data 4, a full disk 5, a bug 70, as the CLI's commands."""
+    log = tmp_path / "stage.log"
+    script = (
+        "import errno, types\n"
+        "from oncofhir.errors import DictionaryError, InputDataError\n"
+        "from oncofhir.smk import run\n"
+        f"sm = types.SimpleNamespace(log=[{str(log)!r}])\n"
+        "def stage():\n"
+        f"    raise {raised}\n"
+        "run(sm, stage)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == code
+    first = message.format(log=log)
+    assert result.stderr.splitlines()[0] == first
+    assert "Traceback" not in result.stderr
+
+
+def test_a_comma_separated_centers_sheet_says_tabs(tmp_path: Path) -> None:
+    """A sheet saved as CSV said "missing column(s) use_case, center, export (...; found use_case,center,export)"."""
+    write(tmp_path / "centers.tsv", "use_case,center,export\nuc1,a,a.csv\n")
+    write(tmp_path / "my.yaml", "centers: centers.tsv\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "my.yaml")) == (
+        "centers.tsv, line 1: comma-separated; the centers sheet is a TSV file: separate use_case, center, "
+        "export by tabs (save as 'Text (tab-delimited)' from a spreadsheet)"
+    )

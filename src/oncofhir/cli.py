@@ -10,6 +10,7 @@ to the ``--log`` file only.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ EXIT_CODES = """\
 exit codes:
   0   success
   1   validation errors found (validate, validate-center, verify)
-  2   usage or configuration error
+  2   usage or configuration error (also a path that cannot be used: no permission, read-only, file vs folder)
   3   dictionary error (data dictionary, mapping or ontology table)
   4   input data error (an export, records or bundles that cannot be read)
   5   out of resources (disk full or quota, out of memory)
@@ -229,6 +230,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
     problems += _crate_problems(args.manifest)
     files = len(read_manifest(args.manifest))
+    outsider = sum("does not decrypt (not a recipient of this key" in p for p in problems)
+    if args.sk and files and outsider == files:  # the wrong key, not a deposit's fault: one line, not one per file
+        raise ConfigError(
+            f"--sk {args.sk}: this key is not a recipient of any of the {files} file(s) of {args.manifest}; give the "
+            "private key of one of the recipients the deposit was encrypted for (deposit.recipients)"
+        )
     how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
     for problem in problems:
         print(f"{args.manifest}: {problem}")
@@ -314,7 +321,7 @@ def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
-    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0], epilog=EXIT_CODES)
+    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0].replace("``", ""), epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
     p.add_argument(
         "--log",
@@ -372,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     fh.add_argument("--summary", required=True, help="output: counts JSON")
     fh.add_argument(
         "--identifier-system",
-        help="Patient.identifier system (None: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with --no-pseudonyms)",
+        help="Patient.identifier system (default: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with "
+        "--no-pseudonyms)",
     )
     fh.add_argument(
         "--no-pseudonyms",
@@ -516,8 +524,14 @@ def open_log(path: str) -> TextIO:
 _RESERVE: bytearray | None = bytearray(4 << 20)
 
 
-def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
-    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
+#: errno values of a path the user gave that cannot be used as asked: no permission, a read-only file system, a file
+#: where a folder is needed or the reverse. A usage error naming the path (exit 2), not a bug.
+_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+
+
+def _resource_error(exc: BaseException, path: str | None = None) -> OncofhirError | None:
+    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line (exit 5), a path that cannot be
+    used (permission, read-only, file/folder mix-up) as a usage error (exit 2); None for anything else."""
     if isinstance(exc, MemoryError):  # first, and without an import: memory is short
         # The traceback keeps the failed stage's frames, and so whatever filled the memory, alive while the error
         # is reported: drop it, and the reserve, so that the message itself can be allocated and written.
@@ -528,6 +542,8 @@ def _resource_error(exc: BaseException, path: str | None = None) -> ResourceErro
     if isinstance(exc, OSError):
         from .io_utils import no_space
 
+        if exc.errno in _PATH_ERRNOS and exc.filename:
+            return ConfigError(f"{exc.filename}: {exc.strerror}")
         return no_space(exc, path or "the output file system")
     return None
 

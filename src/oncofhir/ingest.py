@@ -171,17 +171,27 @@ class _Columns:
         if dd.record_id not in header:
             raise InputDataError(_no_record_id(header, dd, known, path), path=str(path))
         dupes = [h for h, n in Counter(header).items() if n > 1]
-        if dupes:
-            raise InputDataError(f"duplicate column(s) in header: {', '.join(dupes)}", path=str(path))
+        if dupes:  # which copy holds the data is unknowable: name every position so the export can be fixed
+            where = "; ".join(
+                f"{h} (columns {', '.join(str(i + 1) for i, c in enumerate(header) if c == h)})" for h in dupes
+            )
+            raise InputDataError(f"line 1: duplicate column(s) in header: {where}", path=str(path))
         self.unknown = [h for h in header if h not in known]
         data_fields = [n for n, f in fields.items() if f.type not in {"descriptive", "checkbox"}]
         self.missing = [n for n in data_fields if n not in header]
         missing_required = [n for n in self.missing if fields[n].minimal is True]
         if missing_required:
+            # Mostly columns this dictionary does not know: not a partial export but another use case's.
+            data_cols = [h for h in header if h != dd.record_id and h not in REDCAP_SYSTEM_COLUMNS]
+            foreign = [h for h in data_cols if h not in known]
+            advice = "export all fields of the instrument from REDCap"
+            if len(foreign) * 2 > len(data_cols):
+                advice = (
+                    f"{len(foreign)} of the header's {len(data_cols)} columns are not in the {dd.use_case} "
+                    "dictionary: this is another use case's export, or the centers sheet gives the wrong use case"
+                )
             raise InputDataError(
-                f"required (minimal) column(s) missing: {', '.join(missing_required)}: "
-                "export all fields of the instrument from REDCap",
-                path=str(path),
+                f"required (minimal) column(s) missing: {', '.join(missing_required)}: {advice}", path=str(path)
             )
         index = {h: i for i, h in enumerate(header)}
         self.index = index

@@ -11,12 +11,13 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .cli import open_log
+from .cli import _resource_error, open_log
 from .errors import OncofhirError
 
 
 def run(snakemake: Any, stage: Callable[[], Any]) -> None:
-    """Run ``stage()`` with stderr going to the rule's log; exit 1 with a readable message on failure."""
+    """Run ``stage()`` with stderr going to the rule's log; on failure a readable message and the CLI's exit code
+    (the error's: 3 for a dictionary, 4 for input data...; 70 for a bug), as the per-center stages' commands."""
     log_path = snakemake.log[0]
     with open_log(log_path) as log:  # 0600: a log may name record ids
         sys.stderr = log
@@ -25,15 +26,20 @@ def run(snakemake: Any, stage: Callable[[], Any]) -> None:
         except OncofhirError as exc:
             print(f"oncofhir: error: {exc}", file=log)
             sys.__stderr__.write(f"oncofhir: error: {exc}\n(log: {log_path})\n")
-            sys.exit(1)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C: Snakemake's process group gets SIGINT; one line, as the CLI (cli.main)
             print("oncofhir: interrupted", file=log)
             sys.__stderr__.write("oncofhir: interrupted\n")
             sys.exit(130)
-        except Exception:
+        except Exception as exc:
+            resource = _resource_error(exc)  # a full disk or exhausted memory: one line and exit 5, as the CLI
+            if resource is not None:
+                print(f"oncofhir: error: {resource}", file=log)
+                sys.__stderr__.write(f"oncofhir: error: {resource}\n(log: {log_path})\n")
+                sys.exit(resource.exit_code)
             traceback.print_exc(file=log)
             sys.__stderr__.write(f"oncofhir: internal error, see {log_path}\n")
-            sys.exit(1)
+            sys.exit(70)
         finally:
             sys.stderr = sys.__stderr__
         if result is not None:

@@ -169,8 +169,11 @@ def check_input_paths(config: Mapping[str, Any], resolved: Mapping[str, Resolved
             ok = os.path.isdir(value) if folder else os.path.isfile(value)
             if not ok:
                 what = "folder" if folder else "file"
+                problem = f"{what} '{original}' not found"
+                if os.path.exists(value):  # there, but a folder where a file is expected (or the reverse)
+                    problem = f"'{original}' is not a {what} but a {'file' if folder else 'folder'}"
                 raise ConfigError(
-                    f"{describe(info.source)}: config key '{key}': {what} '{original}' not found "
+                    f"{describe(info.source)}: config key '{key}': {problem} "
                     f"(looked for {Path(value).resolve()}; {info.where()})"
                 )
 
@@ -208,6 +211,20 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], sources: 
         where = describe(source_of(sources, path)) if path else "config"
         key = ".".join(path) or "config"
         raise ConfigError(f"{where}: config key '{key}': {error.message} (config/README.md)")
+    _check_weights(config, sources)
+
+
+def _check_weights(config: Mapping[str, Any], sources: Sequence[ConfigSource]) -> None:
+    """The merged QC weights (each >= 0 by the schema) can make a score: a partial ``qc.weights`` is merged over
+    the defaults, so only all of them together tell; checked here so it stops the run before any job, not in every
+    center's QC job."""
+    found, weights = _lookup(config, ("qc", "weights"))
+    if found and isinstance(weights, Mapping) and weights and not any(weights.values()):
+        where = describe(source_of(sources, ("qc", "weights")))
+        raise ConfigError(
+            f"{where}: config key 'qc.weights': every weight is 0, so no score can be computed; give at least "
+            "one check type a weight above 0 (config/README.md)"
+        )
 
 
 def use_cases(dictionaries: str | Path) -> list[str]:
@@ -284,6 +301,12 @@ def read_centers(sheet: str, schema: Mapping[str, Any], dictionaries: str, demo_
             if header is None:
                 header = [name.strip() for name in fields]
                 missing = [name for name in REQUIRED_COLUMNS if name not in header]
+                if missing and len(header) == 1 and ("," in header[0] or ";" in header[0]):
+                    sep = "comma" if "," in header[0] else "semicolon"
+                    raise ConfigError(
+                        f"{sheet}, line {line}: {sep}-separated; the centers sheet is a TSV file: separate "
+                        f"{', '.join(REQUIRED_COLUMNS)} by tabs (save as 'Text (tab-delimited)' from a spreadsheet)"
+                    )
                 if missing:
                     raise ConfigError(
                         f"{sheet}, line {line}: missing column(s) {', '.join(missing)} "

@@ -340,7 +340,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
     comp.used.add(record_id)
     for f in fields_list:
         if f.branching:
-            comp.logic(f.branching, f"variable '{f.name}', branching logic")
+            comp.logic(f.branching, f"redcap_dictionary.csv row {f.row}, variable '{f.name}', branching logic")
     for name, level in (mapping.get("variables") or {}).items():
         if name not in fields:
             problems.append(f"variables: '{name}' is not in the REDCap dictionary")

@@ -17,7 +17,8 @@ DAR_DISPLAY = {"unknown": "Unknown", "error": "Error", "not-applicable": "Not Ap
 EPOCH = date(1970, 1, 1)
 DAYS_PER_MONTH = 30.436875  # mean Gregorian month
 DAYS_PER_YEAR = 365.2425
-_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+#: ASCII digits only: ``\d`` and ``float`` also read other scripts' digits ("٣" is 3), which REDCap refuses.
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII)
 
 
 class BadValue(ValueError):

@@ -47,7 +47,7 @@ Implementation = Callable[[Sequence[Result], int], Result]
 ArgumentCheck = Callable[[tuple[Node, ...]], tuple[str, int] | None]
 
 _STRING = np.dtypes.StringDType()
-_INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+_INTEGER = re.compile(r"\s*[-+]?\d+\s*", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,11 +39,13 @@ def _decision(result: dict[str, Any], use_case: str, action: str) -> dict[str, A
         problem = ""
     blocked = bool(problem) and action == "block"
     message = problem
-    if blocked:
-        message += (
-            f"; privacy.action is block, so it is not encrypted (see results/privacy/{use_case}.json for what would "
-            "reach k; or set privacy.action: report)"
+    if blocked:  # the message is shown after this report's own path (check_release), wherever `results` lies
+        fix = (
+            "declare privacy: {quasi_identifiers: [...]} in its mapping.yaml, docs/dictionary-format.md"
+            if not result["assessed"]
+            else "this report lists what would reach k"
         )
+        message += f"; privacy.action is block, so it is not encrypted ({fix}; or set privacy.action: report)"
     return {"action": action, "blocked": blocked, "message": message}
 
 
@@ -81,12 +83,20 @@ def _classes_rows(total: Counter[Key], qis: list[str], sensitive: str | None, k:
     sizes = classes(total, width)
     distinct: Counter[Key] = Counter(key[:width] for key in total) if sensitive else Counter()
     for key, n in sorted(sizes.items(), key=lambda item: (item[1], item[0])):
-        yield [*key, n, distinct[key] if sensitive else "", "yes" if n < k else "no"]
+        # without quasi-identifiers the one row counts the records; nothing was measured against k
+        below = ("yes" if n < k else "no") if width else ""
+        yield [*key, n, distinct[key] if sensitive else "", below]
 
 
 def check_release(privacy_json: str | Path) -> str:
     """Raise (exit 4, the message) if the use case's privacy decision blocks its encryption; else a log line."""
-    decision = json.loads(Path(privacy_json).read_text(encoding="utf-8"))["release"]
+    try:
+        decision = json.loads(Path(privacy_json).read_text(encoding="utf-8"))["release"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, not JSON, or not a privacy report
+        raise InputDataError(
+            f"cannot read the privacy decision ({type(exc).__name__}: {exc}); rerun the privacy stage",
+            path=str(privacy_json),
+        ) from None
     if decision["blocked"]:
         raise InputDataError(decision["message"], path=str(privacy_json))
     return decision["message"] or "privacy: release allowed"

@@ -39,7 +39,7 @@ from ..arrays import factorize
 from ..fhir.values import BadValue, parse_number
 
 #: REDCap's ``integer`` validation (and the logic engine's ``isinteger``): optional sign, digits, nothing else.
-INTEGER = re.compile(r"[+-]?\d+")
+INTEGER = re.compile(r"[+-]?\d+", re.ASCII)  # ASCII: "٣" (Arabic-Indic 3) is not REDCap's
 #: Raw exports write dates as Y-M-D whatever the field's display format (``date_dmy`` shows D-M-Y only in forms).
 DATE_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "datetime_seconds": "%Y-%m-%d %H:%M:%S"}
 
@@ -110,6 +110,8 @@ def date_format(validation: str) -> str:
 
 def is_date(text: str, fmt: str) -> bool:
     """A real calendar date (and time) in ``fmt`` (``2023-02-30`` is not)."""
+    if not text.isascii():  # strptime reads any Unicode digit ("٢٠٢٠-01-01"); REDCap's validation does not
+        return False
     try:
         datetime.strptime(text, fmt)
     except ValueError:

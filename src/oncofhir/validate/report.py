@@ -231,7 +231,8 @@ def format_text(summary: dict[str, Any], rows: list[dict[str, Any]], limit: int 
     if shown:
         lines.append("")
     for r in shown:
-        lines.append(f"{r['source']}: {r['severity']} [{r['layer']}/{r['rule']}] {r['location']}: {r['message']}")
+        where = f" {r['location']}" if r["location"] else ""  # a line that is not JSON has no location in it
+        lines.append(f"{r['source']}: {r['severity']} [{r['layer']}/{r['rule']}]{where}: {r['message']}")
     if len(rows) > len(shown):
         lines.append(f"... {len(rows) - len(shown)} more issue(s) (use --format json for all)")
     return "\n".join(lines)

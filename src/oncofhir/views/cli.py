@@ -7,6 +7,7 @@ import csv
 import importlib.abc
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -92,6 +93,8 @@ def _decrypt(args: argparse.Namespace) -> int:
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .tables import table_files, write_database
 
+    if not Path(args.tables_dir).is_dir():  # else an empty database, as if there were no tables
+        raise ConfigError(f"--tables-dir {args.tables_dir}: folder not found")
     views = table_files(args.tables_dir)
     n = write_database(args.tables_dir, views, args.out)
     print(f"{args.out}: {n} table(s) over {sum(len(v) for v in views.values())} Parquet file(s)")
