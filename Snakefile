@@ -35,6 +35,7 @@ include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/deposit.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ig.smk"
 
 
 rule all:

@@ -83,8 +83,12 @@ def stage_fhir(
     identifier_system: str | None = None,
     gate_tsv: str | Path | None = None,
     pseudonymizer: Pseudonymizer | None = None,
+    claim_profiles: str | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
+
+    ``claim_profiles``: the IG's canonical base URL; every resource and the Bundle then name their generated
+    profile in ``meta.profile`` (the workflow's ``fhir.claim_profiles``); None: no claims.
 
     With ``gate_tsv`` (the QC stage's gate), records the quality gate excludes go to the rejects with their score.
     With ``pseudonymizer`` every bundle carries the patient's pseudonym instead of the record id (identifier, ids,
@@ -119,7 +123,7 @@ def stage_fhir(
         def pseudonymize(record_id: str) -> str:
             return pseudonymizer.pseudonym(use_case, record_id)
 
-    builder = BundleBuilder(dd, identifier_system, pseudonymize)
+    builder = BundleBuilder(dd, identifier_system, pseudonymize, canonical=claim_profiles)
     built = builder.build(records.rows, records.column_arrays(), records.row_numbers)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
         Path(p).parent.mkdir(parents=True, exist_ok=True)

@@ -206,8 +206,19 @@ def get_final_outputs():
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
+        *get_ig_package(),
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
     ]
+
+
+def ig_dictionaries():
+    """The compiled dictionaries of every configured use case: what the IG is generated from."""
+    return [f"{RESULTS}/dictionaries/{u}.json" for u in USE_CASES]
+
+
+def get_ig_package(wildcards=None):
+    """The IG package when ig.enabled (the HL7 validator validates against it); nothing otherwise."""
+    return [f"{RESULTS}/ig/package.tgz"] if config["ig"]["enabled"] else []
 
 
 def get_hl7_outcome(wildcards):
