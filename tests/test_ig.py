@@ -58,7 +58,8 @@ def test_a_slot_profile_reads_like_a_hand_written_one(ig) -> None:
         "* subject only Reference(Uc1_patient)",
         "* status = #final",
         "* value[x] only CodeableConcept",
-        "* valueCodeableConcept from Uc1_hep_b_Value (required)",
+        "* valueCodeableConcept.coding 1..*",
+        "* valueCodeableConcept.coding from Uc1_hep_b_Value (required)",
         "* obeys oncofhir-value",
         "* category 1..1",
         '* category = $observation-category#laboratory "Laboratory"',
@@ -218,7 +219,9 @@ def test_sushi_compiles_every_use_case_with_no_errors(ig, tmp_path) -> None:
         ["4.3.0"],
     )
     assert sd["url"] == "https://oncofhir.example.org/fhir/StructureDefinition/uc1.hep-b"
-    binding = next(e for e in sd["differential"]["element"] if e["id"] == "Observation.value[x]")
+    binding = next(
+        e for e in sd["differential"]["element"] if e["id"] == "Observation.value[x]:valueCodeableConcept.coding"
+    )
     assert binding["binding"] == {
         "strength": "required",
         "valueSet": "https://oncofhir.example.org/fhir/ValueSet/uc1.hep-b.value",
@@ -260,4 +263,20 @@ def test_data_model_page_matches_the_dictionary_row_by_row(compiled, ig) -> None
     assert (
         '<tr id="hep_b"><td><code>hep_b</code></td><td>Hepatitis B status HbsAg</td><td>radio</td>'
         "<td>mandatory</td>" in html
+    )
+
+
+def test_run_report_links_the_data_model_pages(tmp_path) -> None:
+    from oncofhir.ig.pages import link_from_run_report
+
+    report = tmp_path / "report" / "index.html"
+    report.parent.mkdir()
+    report.write_text("<html><body><h1>oncofhir run report</h1>\n</body></html>\n")
+    link_from_run_report(report, tmp_path / "ig", ["uc1", "uc7"])
+    link_from_run_report(report, tmp_path / "ig", ["uc1", "uc7"])  # idempotent
+    assert report.read_text() == (
+        "<html><body><h1>oncofhir run report</h1>\n"
+        '<p class="note" id="data-model">Data model per use case (generated FHIR Implementation Guide): '
+        '<a href="../ig/uc1.html">uc1</a>, <a href="../ig/uc7.html">uc7</a>; FHIR package '
+        '<a href="../ig/package.tgz">package.tgz</a>.</p>\n</body></html>\n'
     )

@@ -8,6 +8,7 @@ rule run_summary:
             f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"
         ),
         manifests=get_center_manifests(),
+        ig=get_ig_package(),
     output:
         tsv=f"{RESULTS}/report/run_summary.tsv",
         html=report(
@@ -21,6 +22,8 @@ rule run_summary:
         f"{RESULTS}/benchmarks/run_summary.tsv"
     conda:
         ENV
+    params:
+        use_cases=USE_CASES,
     message:
         "Writing the run summary and report"
     script:

@@ -201,7 +201,11 @@ class _Writer:
                 concepts = list(_concepts(value))
                 if concepts:
                     vs = self.valueset(sid, "value", value.get("variable"), concepts)
-                    out += ["* value[x] only CodeableConcept", f"* valueCodeableConcept from {vs} (required)"]
+                    out += [
+                        "* value[x] only CodeableConcept",
+                        "* valueCodeableConcept.coding 1..*",
+                        f"* valueCodeableConcept.coding from {vs} (required)",
+                    ]
                 for entry in (value.get("map") or {}).values():
                     for comp in (entry or {}).get("components") or []:
                         comps.setdefault(_key(comp["code"]), {"code": comp["code"], "values": []})["values"].append(
@@ -233,7 +237,8 @@ class _Writer:
                     vs = self.valueset(sid, f"component_{n}", None, [_triple(v) for v in comp["values"]])
                     out += [
                         f"* component[{n}].value[x] only CodeableConcept",
-                        f"* component[{n}].valueCodeableConcept from {vs} (required)",
+                        f"* component[{n}].valueCodeableConcept.coding 1..*",
+                        f"* component[{n}].valueCodeableConcept.coding from {vs} (required)",
                     ]
         return out
 
@@ -440,18 +445,22 @@ def use_case_fsh(dd: CompiledDictionary, base: str, identifier_system: str, requ
     return UseCaseFsh(files, w.valuesets)
 
 
-#: Code systems the HL7 validator knows without a definition in a package (LOINC and UCUM are built in).
-NATIVE_SYSTEMS = frozenset({"http://loinc.org", UCUM})
+#: Code systems the HL7 validator checks without a definition in a package (UCUM is built in).
+NATIVE_SYSTEMS = frozenset({UCUM})
+#: Code systems that get a fragment although a loaded package defines them: THO's LOINC CodeSystem has no codes,
+#: and offline a required binding on a Coding then reports "A definition for CodeSystem 'http://loinc.org' could
+#: not be found".
+FRAGMENT_ANYWAY = frozenset({"http://loinc.org"})
 
 
 def fragments_fsh(
     dicts: list[CompiledDictionary], valuesets: list[ValueSet], known_systems: frozenset[str] | set[str]
 ) -> str:
     """A ``fragment`` CodeSystem for each external code system the value sets use that the HL7 validator has no
-    definition of (offline, ``-tx n/a``: ICD-O-3, NCIt, RxNorm): without one, a required binding to a value set
-    of its codes fails with "A definition for CodeSystem ... could not be found". The fragment holds the codes
+    definition of (offline, ``-tx n/a``: ICD-O-3, NCIt, RxNorm, LOINC): without one, a required binding to a value
+    set of its codes fails with "A definition for CodeSystem ... could not be found". The fragment holds the codes
     the dictionaries use (their ontology tables), as such a code system's ``content = #fragment`` says."""
-    known = set(known_systems) | NATIVE_SYSTEMS
+    known = (set(known_systems) - FRAGMENT_ANYWAY) | NATIVE_SYSTEMS
     names = {spec["uri"]: (alias, spec) for dd in dicts for alias, spec in sorted(dd.systems.items())}
     codes: dict[str, dict[str, str]] = {}
     for vs in valuesets:
