@@ -54,8 +54,10 @@ def coding(system: str, code: str, display: str) -> dict[str, Any]:
 SCT = "http://snomed.info/sct"
 
 
-# Each mutation: (use case, change the bundle in place; return the HL7 error location's expected start and the
-# in-process layer's (rule) that must report it, or None where it differs: see IN_PROCESS_DIFFERS).
+# Each mutation changes the bundle in place and returns where the HL7 validator's error must be (start of its
+# location) and the rule of the in-process error that must report it (profile layer, or the terminology layer where
+# the code or system is unknown to the ontology tables: one defect, one finding), or None where the in-process layers
+# differ: see IN_PROCESS_DIFFERS.
 def m_wrong_code_in_slot(b: Bundle) -> tuple[str, str]:
     i = index(b, "uc1", "hep_b")
     b["entry"][i]["resource"]["code"] = copy.deepcopy(res(b, "uc1", "hep_c")["code"])
@@ -112,7 +114,8 @@ def m_status_outside_slot(b: Bundle) -> tuple[str, str]:
     b["entry"][i]["resource"]["verificationStatus"] = coding(
         "http://terminology.hl7.org/CodeSystem/condition-ver-status", "unconfirmed", "Unconfirmed"
     )
-    return f"Bundle.entry[{i}].resource.verificationStatus", "model-code"
+    # the ontology table holds only the codes the dictionaries use: the terminology layer reports it (one finding)
+    return f"Bundle.entry[{i}].resource.verificationStatus", "unknown-code"
 
 
 def m_wrong_profile_claimed(b: Bundle) -> tuple[str, str]:
@@ -166,7 +169,7 @@ def m_quantity_unit_system(b: Bundle) -> tuple[str, str]:
     q = b["entry"][i]["resource"]
     q.pop("dataAbsentReason", None)
     q["valueQuantity"] = {"value": 3, "unit": "number", "system": "urn:local:units", "code": "{#}"}
-    return f"Bundle.entry[{i}].resource.value", "model-code"
+    return f"Bundle.entry[{i}].resource.value", "unknown-system"  # the terminology layer's (one finding)
 
 
 def m_value_of_another_type(b: Bundle) -> tuple[str, str]:
@@ -225,6 +228,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
             work / "index.tsv",
             work / "rejects-all.tsv",
             work / "summary.json",
+            identifier_system=SYSTEM,
             claim_profiles=DEFAULT_CANONICAL,
         )
         contexts[uc] = ValidationContext.create(load_compiled(work / "dict.json"))
