@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -279,4 +282,25 @@ def test_run_report_links_the_data_model_pages(tmp_path) -> None:
         '<p class="note" id="data-model">Data model per use case (generated FHIR Implementation Guide): '
         '<a href="../ig/uc1.html">uc1</a>, <a href="../ig/uc7.html">uc7</a>; FHIR package '
         '<a href="../ig/package.tgz">package.tgz</a>.</p>\n</body></html>\n'
+    )
+
+
+def test_hl7_validator_with_claims_needs_the_ig(tmp_path) -> None:
+    """Without the package the validator would try to download the claimed profiles: stopped before any job."""
+    conf = tmp_path / "hl7.yaml"  # home: any existing folder (its content is checked only when the job runs)
+    conf.write_text(f"validation: {{hl7_validator: {{enabled: true, home: {tmp_path}}}}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--nolock", "--configfile", str(conf)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONCOFHIR_PSEUDONYM_KEY": "oncofhir-demo-secret-NOT-for-real-data"},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "oncofhir: configuration error: validation.hl7_validator.enabled needs ig.enabled while "
+        "fhir.claim_profiles is true (the HL7 validator resolves the profiles the bundles claim from "
+        "results/ig/package.tgz): set ig: {enabled: true} (after bash tools/sushi/install.sh) or "
+        "fhir: {claim_profiles: false}"
     )

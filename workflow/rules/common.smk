@@ -15,6 +15,7 @@ from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.ig.settings import check_ig_config
 
 min_version("9.0")
 
@@ -47,6 +48,7 @@ def _load_configuration():
             config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
         wfconfig.check_input_paths(config, resolved)
+        check_ig_config(config)
         demo = config["demo"]["folder"]  # normalised by resolve_config_paths
         centers = wfconfig.read_centers(
             config["centers"],
