@@ -222,9 +222,7 @@ def test_sushi_compiles_every_use_case_with_no_errors(ig, tmp_path) -> None:
         ["4.3.0"],
     )
     assert sd["url"] == "https://oncofhir.example.org/fhir/StructureDefinition/uc1.hep-b"
-    binding = next(
-        e for e in sd["differential"]["element"] if e["id"] == "Observation.value[x]:valueCodeableConcept.coding"
-    )
+    binding = next(e for e in sd["differential"]["element"] if e["id"] == "Observation.value[x].coding")
     assert binding["binding"] == {
         "strength": "required",
         "valueSet": "https://oncofhir.example.org/fhir/ValueSet/uc1.hep-b.value",
