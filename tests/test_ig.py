@@ -302,3 +302,23 @@ def test_hl7_validator_with_claims_needs_the_ig(tmp_path) -> None:
         "results/ig/package.tgz): set ig: {enabled: true} (after bash tools/sushi/install.sh) or "
         "fhir: {claim_profiles: false}"
     )
+
+
+def test_the_ig_depends_on_dictionaries_and_ontologies_only() -> None:
+    """Everything the package is built from, forced: only the dictionaries are compiled, no export is read (a
+    changed export never reruns SUSHI)."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "snakemake", "-n", "--nolock", "--forceall"),
+            *("--configfile", "config/ig.yaml", "--", "results/ig/package.tgz"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONCOFHIR_PSEUDONYM_KEY": "oncofhir-demo-secret-NOT-for-real-data"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    stats = done.stdout.split("Job stats:")[1].split("Reasons:")[0]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if len(line.split()) == 2}
+    assert jobs == {"compile_dictionary": len(USE_CASES), "implementation_guide": 1, "total": len(USE_CASES) + 1}
