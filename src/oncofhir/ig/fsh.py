@@ -530,7 +530,7 @@ def _describe(res: dict[str, Any], f: Field | None) -> str:
         parts.append("omitted when its variable is blank")
     if res.get("note"):
         parts.append(f"note: {res['note']}")
-    return "; ".join(parts) + "."
+    return "; ".join(parts).rstrip(".") + "."
 
 
 def _unconditional(f: Field) -> bool:
