@@ -23,6 +23,7 @@ localrules:
     unclaimed_groups,
     qc_index,
     run_summary,
+    report_file,
     all,
 
 
@@ -33,8 +34,11 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/fhir.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/privacy.smk"
 include: "workflow/rules/deposit.smk"
+include: "workflow/rules/views.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/ig.smk"
 
 
@@ -42,3 +46,4 @@ rule all:
     default_target: True
     input:
         get_final_outputs(),
+        f"{RESULTS}/ro-crate/ro-crate-metadata.json",

@@ -6,7 +6,7 @@
 #    unless SLURM_ACCOUNTING=none);
 # 2. runs `snakemake --profile profiles/slurm` on the demo config, under `timeout` (TERM, then KILL);
 # 3. runs the same workflow locally with `--cores 2`, in the same paths (outputs embed the export path);
-# 4. compares every file under results/ and demo/ byte for byte, except logs/ and benchmarks/; Crypt4GH files
+# 4. compares every file under results/ and demo/ byte for byte, except logs/, benchmarks/ and ro-crate/; Crypt4GH files
 #    (random by design) are decrypted with each run's key and compared through their manifests' plaintext sums;
 # 5. always (trap) cancels the jobs it submitted and stops exactly the daemons it started, by pid
 #    (.ci/slurm_down.sh).
@@ -58,6 +58,10 @@ has_plugin || { echo "snakemake-executor-plugin-slurm is missing (pip install -e
 log "bringing up SLURM (accounting: $SLURM_ACCOUNTING)"
 "$REPO/.ci/slurm_up.sh"
 T_UP=$(date +%s)
+
+# The HTML pages print their run date: one fixed date (reproducible-builds convention) for both runs, so the
+# comparison below also holds across midnight.
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(date +%s)}"
 
 # ---------------------------------------------------------------- demo config in a scratch folder
 # Both runs write to the same paths ($WORK/run), one after the other; each run's outputs are then moved aside.
@@ -143,7 +147,7 @@ sizes and checksums. Each run's files were decrypted with its own key and matche
 import sys
 from pathlib import Path
 
-SKIP_DIRS = {"logs", "benchmarks"}
+SKIP_DIRS = {"logs", "benchmarks", "ro-crate"}  # ro-crate: the run's provenance (run times, job records)
 ENCRYPTED_COLUMNS = ("c4gh_bytes", "c4gh_md5", "c4gh_sha256")
 
 

@@ -1,6 +1,7 @@
-"""Benchmark memory and time of the per-center stages (ingest, qc, fhir) on one large export.
+"""Benchmark memory and time of the per-center stages (ingest, qc, fhir, validate) on one large export.
 
-Usage: python benchmarks/bench_ingest.py --mb 500 [--use-case uc7] [--stages ingest,qc,fhir] [--mem-limit-gb 10]
+Usage: python benchmarks/bench_ingest.py --mb 500 [--use-case uc7] [--stages ingest,qc,fhir,validate]
+       [--mem-limit-gb 10]
 
 Generates a synthetic export of about ``--mb`` megabytes (a block of ``oncofhir.demo.generate`` records, with its
 duplicated and blank record ids, repeated with distinct record ids until the size is reached), then runs each
@@ -9,6 +10,8 @@ stage, the wall time, the peak resident memory of that process (``os.wait4``'s `
 Each stage runs under an address-space limit (``--mem-limit-gb``) so a stage that does not stream fails with
 "out of memory" instead of taking the shared machine down; a stage after a failed one is skipped.
 Target (issue 11.9): under 1 GB peak per job for a 500 MB export. Run it once per change: it takes minutes.
+The fhir and validate stages write and read the center's NDJSON, 7-33 KiB per patient (a UC7 export of 500 MB
+makes ~85 GB of it): check the disk before running them at that size (docs/performance.md#memory-per-job).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from oncofhir.dictionary import compile_dictionary
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = 20000  # records generated once, then repeated with new ids (generation costs ~1 ms per uc7 record)
-STAGES = ("ingest", "qc", "fhir")
+STAGES = ("ingest", "qc", "fhir", "validate")
 
 
 def write_export(dd_json: Path, out: Path, use_case: str, megabytes: float) -> tuple[int, int]:
@@ -117,18 +120,24 @@ def main(argv: list[str] | None = None) -> int:
                 "--rejects", str(work / "fhir_rejects.tsv"), "--summary", str(work / "summary.json"),
                 "--no-pseudonyms",
             ],
+            "validate": [
+                "validate-center", "--dictionary", str(compiled), "--bundles", str(work / "fhir.ndjson"),
+                "--out-dir", str(work / "validation"), "--center", "bench", "--no-fail-on-error",
+            ],
         }  # fmt: skip
         if "qc" in stages:
             commands["fhir"] += ["--gate", str(work / "qc" / "gate.tsv")]
-        print(f"{'stage':<8}{'seconds':>10}{'peak RSS MB':>14}{'x export':>10}  exit")
+        print(f"{'stage':<9}{'seconds':>10}{'peak RSS MB':>14}{'x export':>10}  exit")
         failed = False
         for stage in stages:
             if failed:
-                print(f"{stage:<8}{'skipped (an earlier stage failed)':>36}")
+                print(f"{stage:<9}{'skipped (an earlier stage failed)':>36}")
                 continue
             log = work / f"{stage}.log"
             seconds, peak, code = run_stage(commands[stage], log, mem_limit)
-            print(f"{stage:<8}{seconds:>10.1f}{peak:>14,.0f}{peak * 2**20 / size:>10.2f}  {code}", flush=True)
+            print(f"{stage:<9}{seconds:>10.1f}{peak:>14,.0f}{peak * 2**20 / size:>10.2f}  {code}", flush=True)
+            if stage == "fhir" and code == 0:
+                print(f"         NDJSON {(work / 'fhir.ndjson').stat().st_size / 1e6:,.0f} MB", flush=True)
             if code != 0:
                 failed = True
                 tail = (

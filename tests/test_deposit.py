@@ -79,6 +79,9 @@ def encrypt_center(root: Path, center: str, ring: dict[str, Path], **kwargs) -> 
     bundles = root / "fhir" / "uc1" / center
     out, man = root / "ega" / "uc1" / center, root / "ega" / "uc1" / f"{center}.manifest.tsv"
     kwargs.setdefault("recipients", [str(ring["ega.pub"]), str(ring["consortium.pub"])])
+    summary = root / "fhir" / "uc1" / f"{center}.summary.json"
+    if summary.exists():  # its secret fingerprint goes into the manifest
+        kwargs.setdefault("fhir_summary", summary)
     result = stage_encrypt(bundles, bundles.with_suffix(".ndjson"), out, man, use_case="uc1", center=center, **kwargs)
     return out, man, result
 
@@ -667,6 +670,118 @@ def test_verify_catches_a_valid_file_swapped_for_another(tmp_path: Path, deposit
     assert any(p.startswith(f"{rows[1]['file']}: plaintext sha256 ") for p in problems)
 
 
+def test_every_row_records_the_secret_fingerprint_never_the_secret(deposit: Path) -> None:
+    assert pseudonym.secret_fingerprint(SECRET) == "hmac-sha256:15850b0a08fb508e"  # pinned: the scheme is fixed
+    rows = manifest.read_manifest(deposit / "ega" / "manifest.tsv")
+    assert {r["secret_fingerprint"] for r in rows} == {"hmac-sha256:15850b0a08fb508e"}
+    summary = json.loads((deposit / "fhir" / "uc1" / "hospital_a.summary.json").read_text())
+    assert summary["secret_fingerprint"] == "hmac-sha256:15850b0a08fb508e"
+    assert SECRET.decode() not in (deposit / "ega" / "manifest.tsv").read_text()
+
+
+def test_merge_and_verify_refuse_centers_pseudonymised_with_two_secrets(
+    tmp_path: Path, deposit: Path, keyring: dict[str, Path]
+) -> None:
+    other = b"another-secret-another-secret-00"
+    shutil.copytree(deposit / "ega", tmp_path / "ega")
+    make_center(tmp_path, "hospital_c", 5, secret=other)
+    encrypt_center(tmp_path, "hospital_c", keyring)
+    per_center = sorted((tmp_path / "ega" / "uc1").glob("*.manifest.tsv"))
+    message = (
+        "the centers were pseudonymised with 2 different secrets (secret hmac-sha256:15850b0a08fb508e: "
+        f"uc1/hospital_a, uc1/hospital_b; secret {pseudonym.secret_fingerprint(other)}: uc1/hospital_c): one "
+        "deposit must use one secret; rerun every center with the project's secret (snakemake --forcerun fhir, "
+        "docs/deposit.md)"
+    )
+    assert pseudonym.secret_fingerprint(other) > "hmac-sha256:15850b0a08fb508e"  # the order the message lists
+    with pytest.raises(OncofhirError) as refused:
+        manifest.merge_manifests(per_center, tmp_path / "ega" / "merged.tsv")
+    assert str(refused.value) == message
+    assert not (tmp_path / "ega" / "merged.tsv").exists()
+    # a merged manifest put together by hand: verify refuses it with the same message
+    merged = tmp_path / "ega" / "manifest.tsv"
+    merged.write_text(manifest.HEADER + "".join(p.read_text().split("\n", 1)[1] for p in per_center))
+    assert manifest.verify(merged) == [message]
+
+
+def _tampered(tmp_path: Path, deposit: Path) -> tuple[Path, list[list[str]]]:
+    """A copy of the deposit (encrypted files and FHIR summaries) and its merged manifest's rows."""
+    shutil.copytree(deposit / "ega", tmp_path / "ega")
+    for center in ("hospital_a", "hospital_b"):
+        (tmp_path / "fhir" / "uc1").mkdir(parents=True, exist_ok=True)
+        shutil.copy(deposit / "fhir" / "uc1" / f"{center}.summary.json", tmp_path / "fhir" / "uc1")
+    man = tmp_path / "ega" / "manifest.tsv"
+    return man, [line.split("\t") for line in man.read_text().splitlines()]
+
+
+def _write(path: Path, rows: list[list[str]]) -> None:
+    path.write_text("".join("\t".join(row) + "\n" for row in rows))
+
+
+def _bundles(root: Path, center: str) -> int:
+    return json.loads((root / "fhir" / "uc1" / f"{center}.summary.json").read_text())["bundles"]
+
+
+@pytest.mark.parametrize("column", ["use_case", "center", "pseudonym"])
+def test_verify_catches_a_tampered_use_case_center_or_pseudonym(tmp_path: Path, deposit: Path, column: str) -> None:
+    man, rows = _tampered(tmp_path, deposit)
+    first = rows[1]  # the first bundle of hospital_a
+    file, psn = first[3], first[2]
+    n_a, n_b = _bundles(tmp_path, "hospital_a"), _bundles(tmp_path, "hospital_b")
+    summary_a, summary_b = (tmp_path / "fhir" / "uc1" / f"{c}.summary.json" for c in ("hospital_a", "hospital_b"))
+    missing = f"{file}: listed in uc1/hospital_a.manifest.tsv but not in the merged manifest (or differently)"
+    if column == "use_case":
+        first[0] = "uc3"
+        expected = [
+            f"line 2: file {file} is not in the folder of its row's use case and center (uc3/hospital_a)",
+            missing,
+            f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} ({summary_a})",
+            "uc3/hospital_a.manifest.tsv: the center's own manifest is missing",
+        ]
+    elif column == "center":
+        first[1] = "hospital_b"
+        expected = [
+            f"line 2: file {file} is not in the folder of its row's use case and center (uc1/hospital_b)",
+            missing,
+            f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} ({summary_a})",
+            f"{file}: listed in the merged manifest but not in uc1/hospital_b.manifest.tsv (or differently)",
+            f"uc1/hospital_b: the manifest lists {n_b + 1} bundle(s) but the FHIR stage made {n_b} ({summary_b})",
+        ]
+    else:
+        first[2] = rows[2][2]  # another patient's pseudonym
+        expected = [
+            f"line 2: file {file} is not named by its row's pseudonym {rows[2][2]}",
+            missing,
+            f"{file}: listed in the merged manifest but not in uc1/hospital_a.manifest.tsv (or differently)",
+        ]
+        assert psn != rows[2][2]
+    _write(man, rows)
+    assert manifest.verify(man) == expected
+
+
+def test_verify_catches_a_file_deleted_with_its_manifest_rows(tmp_path: Path, deposit: Path) -> None:
+    man, rows = _tampered(tmp_path, deposit)
+    gone = rows.pop(1)
+    (tmp_path / "ega" / gone[3]).unlink()
+    _write(man, rows)
+    n_a = _bundles(tmp_path, "hospital_a")
+    count = (
+        f"uc1/hospital_a: the manifest lists {n_a - 1} bundle(s) but the FHIR stage made {n_a} "
+        f"({tmp_path / 'fhir' / 'uc1' / 'hospital_a.summary.json'})"
+    )
+    listed = f"{gone[3]}: listed in uc1/hospital_a.manifest.tsv but not in the merged manifest (or differently)"
+    assert manifest.verify(man) == [listed, count]
+    # the row deleted from the center's own manifest too: the FHIR stage's bundle count still tells
+    own = tmp_path / "ega" / "uc1" / "hospital_a.manifest.tsv"
+    _write(own, [row for row in (line.split("\t") for line in own.read_text().splitlines()) if row[3] != gone[3]])
+    assert manifest.verify(man) == [count]
+    assert manifest.verify(own) == [count]
+    done = subprocess.run(
+        [sys.executable, "-m", "oncofhir", "verify", str(man)], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (1, f"{man}: {count}\n")
+
+
 def test_merge_refuses_a_pseudonym_shared_by_two_centers_and_bad_manifests(tmp_path: Path, deposit: Path) -> None:
     source = deposit / "ega" / "uc1" / "hospital_a.manifest.tsv"
     text = source.read_text()
@@ -744,7 +859,13 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     rows = manifest.read_manifest(merged)
     summary = (results / "report" / "run_summary.tsv").read_text().splitlines()[1:]
     bundles = [int(line.split("\t")[5]) for line in summary]
-    assert bundles == [9, 9] and len(rows) == sum(bundles) + 2
+    tables = [r["file"] for r in rows if r["file"].startswith("tables/")]  # the centers' Parquet (docs/tables.md)
+    assert bundles == [9, 9] and len(rows) - len(tables) == sum(bundles) + 2
+    views = sorted(p.stem for p in (results / "views" / "uc1").glob("*.json"))
+    assert sorted(tables) == [
+        f"tables/uc1/{c}/uc1.{c}.{v}.parquet.c4gh" for c in ("hospital_a", "hospital_b") for v in views
+    ]
+    assert not (results / "tables").exists()  # plaintext tables are deleted once encrypted, like the NDJSON
     # plaintext intermediates are gone (deposit.temp_plaintext defaults to true); the local index remains
     assert sorted(p.name for p in (results / "fhir" / "uc1").iterdir()) == [
         f"{c}.{kind}" for c in ("hospital_a", "hospital_b") for kind in ("index.tsv", "summary.json")
@@ -777,3 +898,78 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     assert len(written) > len(rows)
     for text in (done.stdout, done.stderr, refused.stdout, refused.stderr):
         assert secret not in text and PASSPHRASE not in text
+
+
+def test_the_tables_in_a_deposit_are_reconciled_like_the_bundles(tmp_path: Path, keyring: dict[str, Path]) -> None:
+    """A center's encrypted tables carry its secret fingerprint, verify on their own and in the merged manifest,
+    and a table deleted with its rows from every manifest is still found (one per view of the use case)."""
+    from oncofhir.dictionary import load_compiled
+    from oncofhir.views.deposit import encrypt_tables
+    from oncofhir.views.generate import write_views
+    from oncofhir.views.stage import stage_tables
+
+    make_center(tmp_path, "c1", 9)
+    encrypt_center(tmp_path, "c1", keyring)
+    views = tmp_path / "views" / "uc1"  # where the workflow writes them: <EGA root>/../views/<uc>
+    write_views(load_compiled(tmp_path / "uc1.json"), views)
+    fhir = tmp_path / "fhir" / "uc1"
+    stage_tables(tmp_path / "uc1.json", views, fhir / "c1.ndjson", tmp_path / "tables" / "uc1" / "c1", "c1")
+    ega = tmp_path / "ega"
+    tables_manifest = ega / "tables" / "uc1" / "c1.manifest.tsv"
+    encrypt_tables(
+        tmp_path / "tables" / "uc1" / "c1",
+        ega / "tables" / "uc1" / "c1",
+        tables_manifest,
+        use_case="uc1",
+        center="c1",
+        recipients=[str(keyring["ega.pub"])],
+        fhir_summary=fhir / "c1.summary.json",
+    )
+    recorded = json.loads((fhir / "c1.summary.json").read_text())["secret_fingerprint"]
+    rows = manifest.read_manifest(tables_manifest)
+    names = sorted(r["file"] for r in rows)
+    assert names == sorted(f"tables/uc1/c1/uc1.c1.{p.stem}.parquet.c4gh" for p in views.glob("*.json"))
+    assert {(r["pseudonym"], r["secret_fingerprint"]) for r in rows} == {("", recorded)}
+    assert manifest.verify(tables_manifest) == []  # its EGA root found from its place, three levels up
+    per_center = [ega / "uc1" / "c1.manifest.tsv", tables_manifest]
+    assert manifest.merge_manifests(per_center, ega / "manifest.tsv")["files"] == 9 + 1 + len(names)
+    assert manifest.verify(ega / "manifest.tsv", private_key=keyring["ega.sec"]) == []
+
+    # the tables' rows missing from the merged manifest (and their files gone): the center's table manifest says so
+    lines = (ega / "manifest.tsv").read_text().splitlines(keepends=True)
+    (ega / "manifest.tsv").write_text("".join(line for line in lines if "\ttables/" not in line))
+    shutil.rmtree(ega / "tables" / "uc1" / "c1")
+    missing = [f"{name}: the center's table is not in the manifest" for name in names]
+    assert (
+        manifest.verify(ega / "manifest.tsv")
+        == [
+            f"{name}: listed in tables/uc1/c1.manifest.tsv but not in the merged manifest (or differently)"
+            for name in names
+        ]
+        + missing
+    )
+    # ... and with that manifest gone too, the views still name every table the center must deposit
+    tables_manifest.unlink()
+    assert manifest.verify(ega / "manifest.tsv") == [
+        f"{name}: the center's table is not in the manifest" for name in names
+    ]
+    # a table row that is not in its center's folder or not named after it
+    (ega / "manifest.tsv").write_text("".join(lines).replace("tables/uc1/c1/uc1.c1.", "tables/uc1/c1/uc1.c2."))
+    problems = manifest.verify(ega / "manifest.tsv", checksums=False)
+    assert problems[0] == (
+        f"line {next(i for i, line in enumerate(lines, 1) if 'tables/' in line)}: file "
+        f"{names[0].replace('uc1.c1.', 'uc1.c2.')} is not a table of its row's use case and center "
+        "(tables/uc1/c1/uc1.c1.<view>.parquet.c4gh, no pseudonym)"
+    )
+
+    # tables encrypted without the FHIR stage's fingerprint: a second secret, refused when merging
+    encrypt_tables(
+        tmp_path / "tables" / "uc1" / "c1",
+        ega / "tables" / "uc1" / "c1",
+        tables_manifest,
+        use_case="uc1",
+        center="c1",
+        recipients=[str(keyring["ega.pub"])],
+    )
+    with pytest.raises(OncofhirError, match=r"pseudonymised with 2 different secrets \(secret \(none recorded\)"):
+        manifest.merge_manifests(per_center, tmp_path / "merged.tsv")

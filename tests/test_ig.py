@@ -177,6 +177,48 @@ def test_bundles_claim_their_generated_profiles(compiled) -> None:
     )
 
 
+def test_the_streaming_fhir_stage_claims_profiles_in_every_chunk(tmp_path) -> None:
+    """fhir.claim_profiles goes through the FHIR stage's chunked builder: every resource of every bundle claims its
+    slot's profile and every Bundle the use case's, in chunks of 3 records as in one."""
+    from oncofhir.demo import generate as demo_export
+    from oncofhir.dictionary import load_compiled
+    from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
+
+    compiled_json = tmp_path / "uc7.json"
+    stage_compile(DICTIONARIES / "uc7", ONTOLOGIES, compiled_json)
+    dd = load_compiled(compiled_json)
+    export = tmp_path / "export.csv"
+    export.write_text(demo_export(dd, "h", 10, seed=3), encoding="utf-8")
+    ing = tmp_path / "ingest"
+    stage_ingest(compiled_json, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
+    texts = {}
+    for chunk_rows in (None, 3):
+        out = tmp_path / f"out-{chunk_rows}"
+        summary = stage_fhir(
+            compiled_json,
+            ing / "records.csv",
+            ing / "rejects.tsv",
+            ing / "report.json",
+            None,
+            out / "c.ndjson",
+            out / "c.index.tsv",
+            out / "rejects.tsv",
+            out / "c.summary.json",
+            claim_profiles=DEFAULT_CANONICAL,
+            chunk_rows=chunk_rows,
+        )
+        texts[chunk_rows] = (out / "c.ndjson").read_text(encoding="utf-8")
+    assert texts[3] == texts[None]
+    bundles = [json.loads(line) for line in texts[3].splitlines()]
+    assert len(bundles) == summary["bundles"] == 9  # the demo export holds one defective row (a reject)
+    slot_profiles = {profile_url(DEFAULT_CANONICAL, "uc7", res["id"]) for res in dd.resources}
+    for bundle in bundles:
+        assert bundle["meta"]["profile"] == [bundle_profile_url(DEFAULT_CANONICAL, "uc7")]
+        for entry in bundle["entry"]:
+            (claimed,) = entry["resource"]["meta"]["profile"]
+            assert claimed in slot_profiles
+
+
 def test_without_a_canonical_nothing_is_claimed(compiled) -> None:
     dd = compiled["uc1"]
     builder = BundleBuilder(dd, SYSTEM)
@@ -268,19 +310,44 @@ def test_data_model_page_matches_the_dictionary_row_by_row(compiled, ig) -> None
 
 
 def test_run_report_links_the_data_model_pages(tmp_path) -> None:
-    from oncofhir.ig.pages import link_from_run_report
+    from oncofhir.ig.report_section import data_model_section
+    from oncofhir.report import write_run_summary
 
-    report = tmp_path / "report" / "index.html"
-    report.parent.mkdir()
-    report.write_text("<html><body><h1>oncofhir run report</h1>\n</body></html>\n")
-    link_from_run_report(report, tmp_path / "ig", ["uc1", "uc7"])
-    link_from_run_report(report, tmp_path / "ig", ["uc1", "uc7"])  # idempotent
-    assert report.read_text() == (
-        "<html><body><h1>oncofhir run report</h1>\n"
-        '<p class="note" id="data-model">Data model per use case (generated FHIR Implementation Guide): '
-        '<a href="../ig/uc1.html">uc1</a>, <a href="../ig/uc7.html">uc7</a>; FHIR package '
-        '<a href="../ig/package.tgz">package.tgz</a>.</p>\n</body></html>\n'
+    section = data_model_section(tmp_path / "ig", tmp_path / "report", ["uc1", "uc7"])
+    assert str(section) == (
+        '<h2 id="data-model">Data model</h2>\n'
+        '<p class="note">Per use case, generated from its dictionary with the FHIR Implementation Guide the bundles '
+        "claim\n(docs/ig.md): "
+        '<a href="../ig/uc1.html">uc1</a>, <a href="../ig/uc7.html">uc7</a>;\n'
+        'FHIR package <a href="../ig/package.tgz">package.tgz</a>.</p>\n'
     )
+    html = tmp_path / "report" / "index.html"
+    write_run_summary([], tmp_path / "report" / "run_summary.tsv", html, [section])
+    assert str(section) in html.read_text(encoding="utf-8")
+
+
+def test_the_one_file_report_embeds_the_data_model_pages(compiled, tmp_path) -> None:
+    """Rule report_file (get_report_pages adds the pages when ig.enabled): the run report's links become anchors
+    to the embedded pages; the package, not embedded, is left as its name."""
+    from oncofhir.ig.pages import write_pages
+    from oncofhir.ig.report_section import data_model_section
+    from oncofhir.report import write_run_summary
+    from oncofhir.report_file import write_report_file
+
+    results = tmp_path / "results"
+    (results / "ig").mkdir(parents=True)
+    pages = [write_pages(compiled[uc], results / "ig")[1] for uc in ("uc1", "uc7")]
+    index = results / "report" / "index.html"
+    section = data_model_section(results / "ig", index.parent, ["uc1", "uc7"])
+    write_run_summary([], results / "report" / "run_summary.tsv", index, [section])
+    line = write_report_file([index, *pages], [], results, results / "report" / "report.html")
+    text = (results / "report" / "report.html").read_text(encoding="utf-8")
+    assert '<a href="#ig-uc1-html">uc1</a>, <a href="#ig-uc7-html">uc7</a>;' in text
+    assert "FHIR package <a>package.tgz</a>.</p>" in text
+    assert '<section id="ig-uc1-html">' in text and '<section id="ig-uc7-html">' in text
+    # left as text: the package (run report and both pages), the QC index and run_summary.tsv (not passed here)
+    out = results / "report" / "report.html"
+    assert line == f"3 page(s), 0 list(s) and 0 file name(s) in {out}, 5 link(s) left as text"
 
 
 def test_hl7_validator_with_claims_needs_the_ig(tmp_path) -> None:

@@ -366,12 +366,14 @@ def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -
         sheet.append(f"uc1\t{center}\t{tmp_path / f'{center}.csv'}")
     (tmp_path / "centers.tsv").write_text("\n".join(sheet) + "\n", encoding="utf-8")
     config = tmp_path / "config.yaml"
-    config.write_text(f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/r\ndeposit: {{enabled: false}}\n")
+    config.write_text(  # real exports: no demo keys, a real secret
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/r\ndeposit: {{enabled: false, demo_keys: false}}\n"
+    )
     targets = [f"{tmp_path}/r/ingest/uc1/{center}/report.json" for center in exports]
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *targets, "--cores", "1", "--keep-going", "--configfile", str(config)],
         cwd=REPO,
-        env=workflow_env(),
+        env=workflow_env("a-real-secret-of-32-characters!!"),
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,6 +12,7 @@ from helpers import DICTIONARIES, ONTOLOGIES
 
 from oncofhir.cli import main
 from oncofhir.demo import generate
+from oncofhir.errors import InputDataError
 from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
 
 
@@ -216,3 +217,117 @@ def test_cli_log_keeps_the_error_readable_on_the_terminal(tmp_path: Path, compil
     assert capsys.readouterr().err == f"oncofhir: error: {message}\n(log: {log})\n"
     assert log.read_text() == f"oncofhir: error: {message}\n"
     assert not any(Path(p).exists() for p in out)
+
+
+def _gated_center(tmp_path: Path, use_case: str, export_text: str) -> tuple[Path, Path, Path]:
+    """Compile, ingest and QC one export with a gate at the median score: (compiled, ingest folder, gate.tsv)."""
+    from oncofhir.qc import stage_qc
+
+    export = tmp_path / "export.csv"
+    export.write_text(export_text, encoding="utf-8")
+    compiled_json = tmp_path / "dict.json"
+    stage_compile(DICTIONARIES / use_case, ONTOLOGIES, compiled_json)
+    ing = tmp_path / "ingest"
+    stage_ingest(compiled_json, export, ing / "records.csv", ing / "rejects.tsv", ing / "report.json")
+    stage_qc(compiled_json, ing / "records.csv", tmp_path / "qc0", center="c")
+    scores = sorted(float(line.split("\t")[2]) for line in (tmp_path / "qc0" / "gate.tsv").read_text().splitlines()[1:])
+    stage_qc(compiled_json, ing / "records.csv", tmp_path / "qc", min_record_score=scores[len(scores) // 2], center="c")
+    return compiled_json, ing, tmp_path / "qc" / "gate.tsv"
+
+
+@pytest.mark.parametrize("use_case", ["uc7", "uc68"])
+def test_fhir_stage_writes_the_same_bytes_for_any_chunk_size(tmp_path: Path, compiled, use_case: str) -> None:
+    """Issue 11.9: the FHIR stage reads its records in chunks and streams every output. Ingest rejects (a
+    duplicated and a blank id), QC gate exclusions, branching logic and ``when:`` come out the same, byte for byte,
+    in chunks of 1 or 7 records as in one chunk."""
+    compiled_json, ing, gate = _gated_center(tmp_path, use_case, generate(compiled[use_case], "h", 60, seed=11))
+    digests = {}
+    for chunk_rows in (None, 1, 7):
+        out = tmp_path / f"out-{chunk_rows}"
+        summary = stage_fhir(
+            compiled_json,
+            ing / "records.csv",
+            ing / "rejects.tsv",
+            ing / "report.json",
+            out / "c",
+            out / "c.ndjson",
+            out / "c.index.tsv",
+            out / "rejects.tsv",
+            out / "c.summary.json",
+            gate_tsv=gate,
+            chunk_rows=chunk_rows,
+        )
+        digests[chunk_rows] = digest_tree(out)
+    assert digests[1] == digests[7] == digests[None]
+    assert len(digests[None]) == 4 + summary["bundles"]
+    rejects = [line.split("\t") for line in (out / "rejects.tsv").read_text().splitlines()[1:]]
+    rows = [int(r[0]) for r in rejects]
+    assert rows == sorted(rows) and summary["rejected"] == len(rejects)
+    stages = [r[2] for r in rejects]
+    assert stages.count("ingest") == 3 and stages.count("qc") > 0
+    assert summary["bundles"] > 0 and summary["rows_in"] == 62 == summary["bundles"] + summary["rejected"]
+
+
+def test_fhir_stage_refuses_records_out_of_row_order(tmp_path: Path, compiled) -> None:
+    """The stage merges the gate and the rejects with the records in one pass: a table whose rows are not in
+    increasing order (ingest never writes one) fails with its line instead of a wrong merge."""
+    compiled_json, ing, gate = _gated_center(tmp_path, "uc1", generate(compiled["uc1"], "h", 5, seed=2))
+    records = ing / "records.csv"
+    lines = records.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[2], lines[3] = lines[3], lines[2]
+    records.write_text("".join(lines), encoding="utf-8")
+    later, earlier = int(lines[2].split(",")[0]), int(lines[3].split(",")[0])
+    with pytest.raises(InputDataError) as caught:
+        stage_fhir(
+            compiled_json,
+            records,
+            ing / "rejects.tsv",
+            ing / "report.json",
+            None,
+            tmp_path / "c.ndjson",
+            tmp_path / "c.index.tsv",
+            tmp_path / "rejects.tsv",
+            tmp_path / "c.summary.json",
+            gate_tsv=gate,
+        )
+    assert str(caught.value) == (
+        f"{records}: line 4: row {earlier} after row {later}: not a records table written by ingest"
+    )
+    assert not any((tmp_path / name).exists() for name in ("c.ndjson", "c.index.tsv", "rejects.tsv"))
+
+
+def test_validate_stage_streams_its_issues_as_one_list(tmp_path: Path, compiled) -> None:
+    """The validate stage writes each issue as it is found (a warning per bundle is millions of issues for a
+    large center): ``issues.json`` is still exactly ``orjson``'s two-space dump of the whole list and
+    ``issues.tsv`` one line per issue, with or without issues."""
+    import orjson
+
+    from oncofhir.tsv import to_bytes
+    from oncofhir.validate.report import COLUMNS, stage_validate
+
+    HEADER = "source\tbundle\tlayer\trule\tseverity\tcode\tlocation\tmessage"
+
+    export = tmp_path / "export.csv"
+    export.write_text(generate(compiled["uc7"], "hospital_a", 30, seed=3), encoding="utf-8")
+    bundles = run(tmp_path, "uc7", export)["bundles"]
+    ndjson = tmp_path / "fhir" / "center.ndjson"
+    with ndjson.open("ab") as handle:
+        handle.write(b'{"not json\n')
+    index = tmp_path / "fhir" / "center.index.tsv"
+    summary = stage_validate(tmp_path / "dict.json", ndjson, tmp_path / "v", fail_on_error=False, index=index)
+    data = (tmp_path / "v" / "issues.json").read_bytes()
+    rows = orjson.loads(data)
+    assert data == orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n"
+    assert len(rows) == summary["issues"] > summary["errors"] == 1
+    assert rows[-1]["source"] == f"center.ndjson:{bundles + 1}" and rows[-1]["severity"] == "fatal"
+    assert rows[0]["record_id"] == rows[0]["pseudonym"] != ""  # named from the index (the key: not pseudonymised)
+    tsv = (tmp_path / "v" / "issues.tsv").read_bytes()
+    assert tsv == to_bytes(COLUMNS, [[r[c] for c in COLUMNS] for r in rows])  # the whole-list writer's bytes
+    lines = tsv.decode().splitlines()
+    assert lines[0] == f"record_id\tpseudonym\t{HEADER}"
+    assert [line.split("\t")[2] for line in lines[1:]] == [r["source"] for r in rows]
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    stage_validate(tmp_path / "dict.json", empty, tmp_path / "e", fail_on_error=False)
+    assert (tmp_path / "e" / "issues.json").read_bytes() == b"[]\n"
+    assert (tmp_path / "e" / "issues.tsv").read_text() == f"record_id\tpseudonym\t{HEADER}\n"

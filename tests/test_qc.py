@@ -412,7 +412,7 @@ def test_gate_configuration_is_checked_before_reading_data(tmp_path):
 def test_html_escapes_every_value(tmp_path):
     out, _ = _stage(tmp_path)
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "<script" not in page.lower()
+    assert page.count("<script>") == 1 and page.lower().count("<script") == 1  # only the failure-list filter
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "o&#x27;brien&lt;b&gt;" in page
     assert "<svg" in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -502,3 +502,49 @@ def test_chunked_qc_writes_the_same_files_as_one_chunk(tmp_path, compiled):
     for name in OUTPUTS:
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
         assert (tmp_path / "small" / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_chunked_qc_sends_back_conflicts_first_and_pages_every_failure_in_any_chunk_size(
+    tmp_path, compiled, monkeypatch
+):
+    """uc7: the one record whose HER2 FISH value contradicts its IHC score (0+ hides FISH) sits in the third chunk of
+    two rows; send_back.tsv still lists it first, the page lists every failure, and every output (send_back.tsv and
+    report.html included) is the same byte for byte as with one chunk."""
+    from oncofhir.demo import generate
+    from oncofhir.pipeline import stage_ingest
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # both pages print the same date
+    dd = compiled["uc7"]
+    lines = generate(dd, "site_a", 8, seed=3).splitlines()
+    header = lines[0].split(",")
+    ihc, fish = header.index("her2ihc"), header.index("her2fish")
+    rows = [line.split(",") for line in lines[1:]]
+    rows[5][ihc], rows[5][fish] = "0", "0"  # IHC 0+ hides FISH; FISH says positive
+    for other in rows[:5] + rows[6:]:
+        if other[ihc] != "2":
+            other[fish] = ""
+    rows[1][header.index("sex")] = "=1+1"  # a formula: neutralised in every TSV
+    export = tmp_path / "export.csv"
+    export.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    compiled_json = tmp_path / "dd.json"
+    compiled_json.write_text(dd.to_json(), encoding="utf-8")
+    records = tmp_path / "records.csv"
+    stage_ingest(compiled_json, export, records, tmp_path / "rejects.tsv", tmp_path / "report.json")
+    one = stage_qc(compiled_json, records, tmp_path / "one", center="c")
+    small = stage_qc(compiled_json, records, tmp_path / "small", center="c", chunk_rows=2)
+    assert one == small
+    for name in OUTPUTS:
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    send_back = [line.split("\t") for line in (tmp_path / "small" / "send_back.tsv").read_text().splitlines()]
+    assert send_back[0] == ["row", "record_id", "hidden_conflicts", "conflicting_values", "other_failures"]
+    assert send_back[1][:4] == ["7", rows[5][0], "1", "her2fish: 0 = positive"]
+    assert [r[0] for r in send_back[2:]] == sorted((r[0] for r in send_back[2:]), key=int)
+    assert all(r[2] == "0" for r in send_back[2:]) and len(send_back) > 3
+    summary = json.loads((tmp_path / "small" / "qc.json").read_text())
+    assert summary["hidden_conflicts"] == {"values": 1, "records": 1}
+    failures = (tmp_path / "small" / "failures.tsv").read_text()
+    assert "\tsex\t" in failures and "\t'=1+1\t" in failures
+    page = (tmp_path / "small" / "report.html").read_text()
+    listed = page.split('<table id="failures">', 1)[1].split("</table>", 1)[0]
+    assert listed.count("<tr>") == 1 + summary["failures"] == len(failures.splitlines())
+    assert f'<td class="n">7</td><td>{rows[5][0]}</td><td>her2fish</td>' in page

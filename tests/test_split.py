@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -68,3 +69,40 @@ def test_workflow_reads_centers_from_a_combined_export(tmp_path: Path, compiled)
     assert (tmp_path / "results/report/unclaimed_groups.tsv").read_text() == (
         f"combined_export\tdag\trows\n{path}\tsite_c\t14\n"
     )
+
+
+def test_split_streams_any_export_to_exact_bytes(tmp_path: Path) -> None:
+    """The combined export is read row by row (issue 11.9): BOM, CRLF, quoted line breaks, padded group names,
+    blank lines and a 300 KB notes field (beyond the csv module's default limit, which failed the split before) are
+    copied exactly as the whole-file reader did; the checksum is the file's."""
+    big = "x" * 300_000
+    data = (
+        "\ufeffrecord_id,redcap_data_access_group,notes\r\n"
+        '1,a,"two\r\nlines"\r\n2, b ,plain\r\n\r\n'
+        f'3,a,{big}\r\n"4,5",a,"say ""hi"""\r\n'
+    ).encode()
+    path = tmp_path / "combined.csv"
+    path.write_bytes(data)
+    report = split_export(path, "a", tmp_path / "a.csv", tmp_path / "a.json")
+    assert (tmp_path / "a.csv").read_bytes() == (
+        f'record_id,redcap_data_access_group,notes\n1,a,"two\r\nlines"\n3,a,{big}\n"4,5",a,"say ""hi"""\n'
+    ).encode()
+    assert report == {
+        "combined_export": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "dag": "a",
+        "selected_rows": 3,
+        "rows_by_dag": {"a": 3, "b": 1},
+    }
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_split_names_the_first_byte_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"record_id,redcap_data_access_group\n1,a\n2,\xe9\n")
+    with pytest.raises(InputDataError) as caught:
+        split_export(path, "a", tmp_path / "o.csv", tmp_path / "o.json")
+    assert str(caught.value) == (
+        f"{path}: not UTF-8 at byte 41 (line 3): re-export from REDCap, or convert the file to UTF-8"
+    )
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.json").exists()

@@ -14,7 +14,7 @@ from helpers import DICTIONARIES, ONTOLOGIES, REPO, USE_CASES
 
 from oncofhir.demo import generate
 from oncofhir.dictionary import load_compiled
-from oncofhir.errors import OncofhirError
+from oncofhir.errors import InputDataError, OncofhirError
 from oncofhir.pipeline import stage_compile, stage_fhir, stage_ingest
 from oncofhir.validate import Issue, ValidationContext, validate_bundle
 from oncofhir.validate.profile import slot_uuids
@@ -455,9 +455,34 @@ def test_stage_writes_the_report(demo: dict[str, Path], tmp_path: Path):
     assert on_disk["line"].startswith("uc1/hospital_a: ")
     rows = json.loads((out / "issues.json").read_text())
     tsv = (out / "issues.tsv").read_text().splitlines()
-    assert len(tsv) == len(rows) + 1 and tsv[0].split("\t")[:4] == ["source", "bundle", "layer", "rule"]
+    assert len(tsv) == len(rows) + 1
+    assert tsv[0].split("\t")[:6] == ["record_id", "pseudonym", "source", "bundle", "layer", "rule"]
     assert sum(on_disk["by_severity"].values()) == len(rows)
     assert (out / "issues.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_issues_name_the_record_and_pseudonym(demo: dict[str, Path], tmp_path: Path):
+    """The NDJSON the issues point into is deleted once encrypted: each issue names its record id and pseudonym."""
+    out = tmp_path / "validation"
+    index = demo["uc7"] / "index.tsv"
+    stage_validate(demo["uc7"] / "dict.json", demo["uc7"] / "center.ndjson", out, fail_on_error=False, index=index)
+    first = index.read_text().splitlines()[1].split("\t")  # record_id, patient_key, file, bundle_id, resources
+    rows = [line.split("\t") for line in (out / "issues.tsv").read_text().splitlines()[1:]]
+    assert rows, "the uc7 demo has warnings"
+    mine = [r for r in rows if r[3] == first[3]]
+    assert mine and {(r[0], r[1], r[2]) for r in mine} == {(first[0], first[1], "center.ndjson:1")}
+    assert all(r[0] and r[1] for r in rows)  # every issue's bundle is in the index
+    issues = json.loads((out / "issues.json").read_text())
+    assert (issues[0]["record_id"], issues[0]["pseudonym"]) == (rows[0][0], rows[0][1])
+    (tmp_path / "not-an-index.tsv").write_text("id\tkey\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"not-an-index.tsv: not a FHIR index written by the FHIR stage$"):
+        stage_validate(
+            demo["uc7"] / "dict.json",
+            demo["uc7"] / "center.ndjson",
+            out,
+            fail_on_error=False,
+            index=tmp_path / "not-an-index.tsv",
+        )
 
 
 def test_fail_on_error_raises_after_writing(demo: dict[str, Path], base: dict[str, Any], tmp_path: Path):
@@ -478,7 +503,7 @@ def test_command_exit_codes(demo: dict[str, Path], base: dict[str, Any], tmp_pat
     good = tmp_path / "good.json"
     good.write_text(json.dumps(base), encoding="utf-8")
     code, text = run_cli("uc7", [str(good)], dictionaries=DICTIONARIES, ontologies=ONTOLOGIES)
-    assert code == 0 and text.startswith("uc7/")
+    assert code == 0 and text.startswith(f"{good} (uc7): 1 bundles, valid; 0 errors")  # no "uc7//tmp/..."
     bad = copy.deepcopy(base)
     bad["entry"][1]["resource"]["status"] = "done"
     (tmp_path / "bad.json").write_text(json.dumps(bad), encoding="utf-8")

@@ -107,7 +107,14 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
     assert len(bundles) == 24
     patient = json.loads(bundles[0].read_text())["entry"][0]["resource"]
     assert patient["identifier"] == [{"system": "urn:oncofhir:pseudonym", "value": bundles[0].stem}]
-    assert len(manifest_rows(tmp_path / "results" / "ega" / "manifest.tsv")) == 24 + 1  # bundles + the NDJSON
+    rows = manifest_rows(tmp_path / "results" / "ega" / "manifest.tsv")
+    assert len([r for r in rows if not r[3].startswith("tables/")]) == 24 + 1  # bundles + the NDJSON
+    views = sorted(p.stem for p in (tmp_path / "results" / "views" / "tst").glob("*.json"))
+    assert sorted(r[3] for r in rows if r[3].startswith("tables/")) == [  # + its views' tables (docs/tables.md)
+        f"tables/tst/site_1/tst.site_1.{view}.parquet.c4gh" for view in views
+    ]
+    assert "tst_patients" in views
+    assert summary[1].split("\t")[-1].startswith("100% (")  # the round trip
     second = subprocess.run([*cmd, "-n"], cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr
 

@@ -1,8 +1,10 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
-Exit codes: 0 success, 1 internal error, 2 usage or configuration, 3 dictionary, 4 input data, 130 interrupted
-(Ctrl-C).
-User errors print one readable message (file, row, column, value), never a traceback.
+Exit codes (:data:`EXIT_CODES`, shown by ``oncofhir --help``): 0 success, 1 validation errors found (``validate``,
+``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (no space
+left on the disk or quota, out of memory), 70 internal error (a bug), 130 interrupted (Ctrl-C). User errors print one
+readable message (file, row, column, value), never a traceback; an internal error prints one line, its traceback goes
+to the ``--log`` file only.
 """
 
 from __future__ import annotations
@@ -12,12 +14,44 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
-from .errors import OncofhirError
+from .errors import ConfigError, OncofhirError, ResourceError
+from .paths import DICTIONARIES, ONTOLOGIES
 
-DEFAULT_ONTOLOGIES = "resources/ontologies"
+# The dictionaries and ontology tables bundled with the package (oncofhir.paths): the defaults work from any folder.
+DEFAULT_DICTIONARIES = str(DICTIONARIES)
+DEFAULT_ONTOLOGIES = str(ONTOLOGIES)
+EXIT_CODES = """\
+exit codes:
+  0   success
+  1   validation errors found (validate, validate-center, verify)
+  2   usage or configuration error
+  3   dictionary error (data dictionary, mapping or ontology table)
+  4   input data error (an export, records or bundles that cannot be read)
+  5   out of resources (disk full or quota, out of memory)
+  70  internal error (a bug: the traceback goes to the --log file, one line to the terminal)
+  130 interrupted (Ctrl-C)
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's help shows its default (none shown for required or unset options); the exit-code table keeps
+    its layout."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose subcommands (created as the same class) all use :class:`_HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
@@ -73,12 +107,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_qc(args: argparse.Namespace) -> int:
-    import yaml
-
     from .qc import stage_qc
 
-    weights = yaml.safe_load(args.weights) if args.weights else None
-    minimums = yaml.safe_load(args.min_type_scores) if args.min_type_scores else None
+    weights = _mapping_option(args.weights, "--weights")
+    minimums = _mapping_option(args.min_type_scores, "--min-type-scores")
     summary = stage_qc(
         args.dictionary,
         args.records,
@@ -91,6 +123,21 @@ def _cmd_qc(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
+
+
+def _mapping_option(text: str | None, option: str) -> dict[str, object] | None:
+    """A YAML/JSON mapping given on the command line (check type -> number); None when not given."""
+    import yaml
+
+    if not text:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{option}: not YAML/JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: expected a mapping of check type to number, e.g. {{range: 5}}, got {text!r}")
+    return value
 
 
 def _cmd_fhir(args: argparse.Namespace) -> int:
@@ -149,6 +196,7 @@ def _cmd_validate_center(args: argparse.Namespace) -> int:
         hl7_outcome=args.hl7_outcome,
         ontologies=args.ontologies,
         center=args.center,
+        index=args.index,
     )
     print(f"{summary['line']} ({summary['seconds']} s, {summary['bundles_per_second']} bundles/s)")
     return 0
@@ -169,6 +217,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         sender_key=args.sender_key,
         threads=args.threads,
         index=args.index,
+        fhir_summary=args.fhir_summary,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -179,6 +228,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .deposit.manifest import read_manifest, verify
 
     problems = verify(args.manifest, root=args.root, private_key=args.sk, passphrase_env=args.passphrase_env)
+    problems += _crate_problems(args.manifest)
     files = len(read_manifest(args.manifest))
     how = "decrypted and compared" if args.sk else "checked (sizes, md5, sha256 of the encrypted files)"
     for problem in problems:
@@ -188,6 +238,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"oncofhir verify: {files} file(s) {how}: all match {args.manifest}")
     return 0
+
+
+def _crate_problems(manifest: str) -> list[str]:
+    """The run's RO-Crate (results/ro-crate/, beside the merged manifest's ega/) must list every deposit file with
+    the manifest's SHA-256 (docs/provenance.md#run-crate); nothing to check where there is no crate."""
+    from pathlib import Path
+
+    from .deposit.manifest import iter_manifest
+    from .provenance.crate import crate_problems
+
+    crate = Path(manifest).resolve().parent.parent / "ro-crate" / "ro-crate-metadata.json"
+    return crate_problems(crate, iter_manifest(manifest)) if crate.is_file() else []
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -215,9 +277,61 @@ def _cmd_ig(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- Re-identification risk (issue #16; docs/provenance.md#re-identification-risk) -------------------------------
+def _cmd_privacy_counts(args: argparse.Namespace) -> int:
+    from .dictionary import load_compiled
+    from .privacy import count_classes, write_counts
+
+    dd = load_compiled(args.dictionary)
+    counts = count_classes(dd, args.records, args.index, args.center)
+    write_counts(dd, counts, args.out)
+    print(f"{args.center}: {sum(counts.values())} deposited record(s) in {len(counts)} combination(s)")
+    return 0
+
+
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from .privacy import stage_privacy
+
+    print(stage_privacy(args.dictionary, args.counts, args.json, args.tsv, args.k, args.action))
+    return 0
+
+
+def _cmd_privacy_gate(args: argparse.Namespace) -> int:
+    from .privacy import check_release
+
+    print(check_release(args.decision))
+    return 0
+
+
+def _add_privacy_commands(sub: argparse._SubParsersAction) -> None:
+    pc = sub.add_parser("privacy-counts", help="count a center's deposited records per quasi-identifier combination")
+    pc.add_argument("--dictionary", required=True, help="compiled dictionary JSON (its privacy quasi-identifiers)")
+    pc.add_argument("--records", required=True, help="the center's normalised records (ingest)")
+    pc.add_argument("--index", required=True, help="the FHIR stage's index: the deposited records")
+    pc.add_argument("--center", required=True, help="center id (counted when the center is a quasi-identifier)")
+    pc.add_argument("--out", required=True, help="counts TSV (no record ids; owner-only)")
+    pc.set_defaults(func=_cmd_privacy_counts)
+    pr = sub.add_parser("privacy", help="k-anonymity and l-diversity of a use case from its centers' counts")
+    pr.add_argument("--dictionary", required=True, help="compiled dictionary JSON of the use case")
+    pr.add_argument("--counts", nargs="+", required=True, help="every center's counts TSV")
+    pr.add_argument("--json", required=True, help="the report: risk, what would reach k, the release decision")
+    pr.add_argument("--tsv", required=True, help="every equivalence class, smallest first (owner-only)")
+    pr.add_argument("--k", type=int, default=5, help="smallest class size allowed (k-anonymity)")
+    pr.add_argument(
+        "--action",
+        choices=("report", "block"),
+        default="report",
+        help="below k: only report, or block the use case's encryption",
+    )
+    pr.set_defaults(func=_cmd_privacy)
+    pg = sub.add_parser("privacy-gate", help="exit 4 with the reason if a use case's privacy decision blocks it")
+    pg.add_argument("decision", help="results/privacy/<use case>.json")
+    pg.set_defaults(func=_cmd_privacy_gate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
-    p = argparse.ArgumentParser(prog="oncofhir", description=__doc__.splitlines()[0])
+    p = _Parser(prog="oncofhir", description=__doc__.splitlines()[0], epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"oncofhir {__version__}")
     p.add_argument(
         "--log",
@@ -233,9 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     lint.set_defaults(func=_cmd_lint)
     comp = dsub.add_parser("compile", help="compile one dictionary to JSON")
-    comp.add_argument("directory")
-    comp.add_argument("-o", "--output", required=True)
-    comp.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    comp.add_argument("directory", help="a resources/dictionaries/<use_case> folder")
+    comp.add_argument("-o", "--output", required=True, help="output: the compiled dictionary JSON")
+    comp.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     comp.set_defaults(func=_cmd_compile)
 
     ing = sub.add_parser("ingest", help="read a center's REDCap export against a compiled dictionary")
@@ -250,26 +364,32 @@ def build_parser() -> argparse.ArgumentParser:
     qc = sub.add_parser("qc", help="score data quality (the paper's Table 2), write the drill-down and the gate")
     qc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
     qc.add_argument("--records", required=True, help="normalised records CSV from `oncofhir ingest`")
-    qc.add_argument("--out-dir", required=True)
+    qc.add_argument("--out-dir", required=True, help="output folder: scores, records, failures, gate, qc.json, page")
     qc.add_argument("--center", required=True, help="center id shown in the report")
     qc.add_argument("--weights", help="YAML/JSON mapping check type -> weight (default: the paper's Table 2)")
     qc.add_argument("--min-record-score", type=float, default=0.0, help="gate: minimum record score (0-100)")
     qc.add_argument("--min-type-scores", help="gate: YAML/JSON mapping check type -> minimum pass rate (0-100)")
-    qc.add_argument("--no-checks", choices=["renormalise", "full_credit"], default="renormalise")
+    qc.add_argument(
+        "--no-checks",
+        choices=["renormalise", "full_credit"],
+        default="renormalise",
+        help="a check type with no applicable check: left out of the score, or counted as fully passed",
+    )
     qc.set_defaults(func=_cmd_qc)
 
     fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
-    fh.add_argument("--dictionary", required=True)
-    fh.add_argument("--records", required=True)
-    fh.add_argument("--ingest-rejects", required=True)
-    fh.add_argument("--ingest-report", required=True)
+    fh.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
+    fh.add_argument("--records", required=True, help="normalised records CSV from `oncofhir ingest`")
+    fh.add_argument("--ingest-rejects", required=True, help="rejects TSV from `oncofhir ingest`")
+    fh.add_argument("--ingest-report", required=True, help="report JSON from `oncofhir ingest`")
     fh.add_argument("--out-dir", help="folder for one <patient>.json file per bundle (default: none, NDJSON only)")
-    fh.add_argument("--ndjson", required=True)
-    fh.add_argument("--index", required=True)
-    fh.add_argument("--rejects", required=True)
-    fh.add_argument("--summary", required=True)
+    fh.add_argument("--ndjson", required=True, help="output: the center's bundles, one per line")
+    fh.add_argument("--index", required=True, help="output: record id, pseudonym, file, bundle id (local only)")
+    fh.add_argument("--rejects", required=True, help="output: every rejected row with its reason (TSV)")
+    fh.add_argument("--summary", required=True, help="output: counts JSON")
     fh.add_argument(
-        "--identifier-system", help="Patient.identifier system (default urn:oncofhir:pseudonym, or :record-id)"
+        "--identifier-system",
+        help="Patient.identifier system (None: urn:oncofhir:pseudonym, or urn:oncofhir:record-id with --no-pseudonyms)",
     )
     fh.add_argument(
         "--no-pseudonyms",
@@ -290,27 +410,33 @@ def build_parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")
     va.add_argument("--use-case", required=True, help="use case whose dictionary the bundles follow")
     va.add_argument("paths", nargs="+", help="bundle files (.json, .ndjson) or folders")
-    va.add_argument("--format", choices=["text", "json"], default="text")
-    va.add_argument("--dictionaries", default="resources/dictionaries")
-    va.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    va.add_argument("--format", choices=["text", "json"], default="text", help="text summary, or every issue as JSON")
+    va.add_argument("--dictionaries", default=DEFAULT_DICTIONARIES, help="folder of use-case dictionary folders")
+    va.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     va.set_defaults(func=_cmd_validate)
 
     cv = sub.add_parser("convert", help="dictionary folder + export -> bundles, in one step")
-    cv.add_argument("dictionary_dir")
-    cv.add_argument("export")
-    cv.add_argument("--out", required=True)
-    cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    cv.add_argument("dictionary_dir", help="a resources/dictionaries/<use_case> folder")
+    cv.add_argument("export", help="REDCap raw-data CSV export")
+    cv.add_argument("--out", required=True, help="output folder (bundles, NDJSON, index, rejects)")
+    cv.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     cv.set_defaults(func=_cmd_convert)
 
     vc = sub.add_parser("validate-center", help="the workflow's validate stage for one center (report files)")
     vc.add_argument("--dictionary", required=True, help="compiled dictionary JSON")
     vc.add_argument("--bundles", required=True, help="the center's NDJSON (or a folder of bundle files)")
     vc.add_argument("--out-dir", required=True, help="folder for issues.json, issues.tsv, summary.json")
-    vc.add_argument("--center", required=True)
-    vc.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES)
+    vc.add_argument("--center", required=True, help="center id shown in the report")
+    vc.add_argument(
+        "--index", help="the FHIR stage's index: adds each issue's record id and pseudonym to the report (local)"
+    )
+    vc.add_argument("--ontologies", default=DEFAULT_ONTOLOGIES, help="ontology tables folder")
     vc.add_argument("--hl7-outcome", help="the HL7 validator's outcome to merge into the report")
     vc.add_argument(
-        "--fail-on-error", action=argparse.BooleanOptionalAction, default=True, help="exit 1 when errors are found"
+        "--fail-on-error",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="exit 1 when errors are found (default: on)",
     )
     vc.set_defaults(func=_cmd_validate_center)
 
@@ -318,13 +444,16 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--ndjson", required=True, help="the center's NDJSON")
     en.add_argument("--index", help="the FHIR index naming the NDJSON's bundles (without --bundle-dir)")
     en.add_argument("--bundle-dir", help="read one file per bundle from this folder instead of the NDJSON")
+    en.add_argument(
+        "--fhir-summary", help="the FHIR stage's summary.json: its secret fingerprint goes into the manifest"
+    )
     en.add_argument("--out-dir", required=True, help="<EGA root>/<use case>/<center>")
     en.add_argument("--manifest", required=True, help="the center's manifest TSV")
-    en.add_argument("--use-case", required=True)
-    en.add_argument("--center", required=True)
+    en.add_argument("--use-case", required=True, help="use case (a folder level of the deposit)")
+    en.add_argument("--center", required=True, help="center (a folder level of the deposit)")
     en.add_argument("--recipient", action="append", required=True, help="a recipient public key (repeat)")
     en.add_argument("--sender-key", help="sender private key (passphrase: ONCOFHIR_C4GH_PASSPHRASE)")
-    en.add_argument("--threads", type=int, default=1)
+    en.add_argument("--threads", type=int, default=1, help="encryption threads")
     en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")
@@ -339,9 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve.set_defaults(func=_cmd_verify)
 
     dm = sub.add_parser("demo", help="write seeded synthetic REDCap exports for every use case")
-    dm.add_argument("--dictionaries", default="resources/dictionaries")
-    dm.add_argument("--out", required=True)
-    dm.add_argument("--seed", type=int, default=20241)
+    dm.add_argument("--dictionaries", default=DEFAULT_DICTIONARIES, help="folder of use-case dictionary folders")
+    dm.add_argument("--out", required=True, help="output folder: <use_case>/<center>.csv")
+    dm.add_argument("--seed", type=int, default=20241, help="random seed (same seed, same exports)")
     dm.add_argument("--records", type=int, default=40, help="records per center")
     dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
     dm.set_defaults(func=_cmd_demo)
@@ -355,58 +484,133 @@ def build_parser() -> argparse.ArgumentParser:
     ig.add_argument("--sushi-home", help="where tools/sushi/install.sh put SUSHI (default ~/.cache/oncofhir/sushi)")
     ig.add_argument("--sushi-log", help="write SUSHI's output here")
     ig.set_defaults(func=_cmd_ig)
+
+    from .views.cli import add_parsers as add_views_parsers  # views, tables, cohort, query (docs/tables.md)
+
+    add_views_parsers(sub)
+    _add_privacy_commands(sub)
     return p
 
 
 #: Exit code of a run interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
 EXIT_INTERRUPTED = 130
+#: Exit code of an internal error (a bug): EX_SOFTWARE of sysexits.h.
+EXIT_INTERNAL = 70
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code. Ctrl-C (Snakemake sends SIGINT to every job when interrupted) ends with
     one line and code 130, never a traceback; cleanup (``finally`` blocks, temp files) still runs."""
     try:
-        args = build_parser().parse_args(argv)
-        if not args.log:
-            try:
-                return args.func(args)
-            except OncofhirError as exc:
-                print(f"oncofhir: error: {exc}", file=sys.stderr)
-                return exc.exit_code
-        return _run_logged(args)
+        return run(build_parser().parse_args(argv))
     except KeyboardInterrupt:
         sys.__stderr__.write("oncofhir: interrupted\n")
         return EXIT_INTERRUPTED
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user error or a full disk is one line and its code; anything else (a bug) is one
+    line and exit 70, its traceback only in the ``--log`` file."""
+    if args.log:
+        return _run_logged(args)
+    try:
+        return args.func(args)
+    except OncofhirError as exc:
+        print(f"oncofhir: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        error = _resource_error(exc)
+        if error is not None:
+            print(f"oncofhir: error: {error}", file=sys.stderr)
+            return error.exit_code
+        print(f"oncofhir: internal error ({_one_line(exc)}); rerun with --log FILE for the details", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's type and first line: never a traceback on the terminal."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def open_log(path: str) -> TextIO:
     """Open a stage's log for writing, owner-only (0600) like every plaintext output: a log holds what the stage
-    printed and any traceback, which may name record ids. An existing log is truncated and made 0600 too."""
+    printed and any traceback, which may name record ids. An existing log is truncated and made 0600 too, and its
+    folder 0700 like every folder of plaintext (:func:`oncofhir.io_utils.private_parents`)."""
+    from .io_utils import private_parents
+
+    private_parents(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
+def _resource_error(exc: BaseException, path: str | None = None) -> ResourceError | None:
+    """A full disk or quota (ENOSPC, EDQUOT) or an exhausted memory as one line; None for anything else."""
+    if isinstance(exc, MemoryError):  # first, and without an import: memory is short
+        return ResourceError("out of memory: give the job more memory (or split the export) and rerun")
+    if isinstance(exc, OSError):
+        from .io_utils import no_space
+
+        return no_space(exc, path or "the output file system")
+    return None
+
+
 def _run_logged(args: argparse.Namespace) -> int:
-    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line."""
+    """Run with stdout and stderr in ``--log``; a user error also reaches the terminal as one readable line.
+
+    A full disk can break the log itself (opening, writing or closing it): that too is one line on the terminal,
+    exit code 5, never a traceback."""
     import contextlib
     import traceback
 
     terminal = sys.stderr
-    with open_log(args.log) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            return args.func(args)
-        except OncofhirError as exc:
-            print(f"oncofhir: error: {exc}", file=log)
-            terminal.write(f"oncofhir: error: {exc}\n(log: {args.log})\n")
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("oncofhir: interrupted", file=log)
+
+    def fail(error: OncofhirError) -> int:
+        with contextlib.suppress(OSError):
+            print(f"oncofhir: error: {error}", file=log)
+        terminal.write(f"oncofhir: error: {error}\n(log: {args.log})\n")
+        return error.exit_code
+
+    try:
+        log = open_log(args.log)
+    except OSError as exc:
+        error = _resource_error(exc, args.log)
+        if error is None:
             raise
-        except Exception:
-            traceback.print_exc(file=log)
-            terminal.write(f"oncofhir: internal error, see {args.log}\n")
-            return 1
+        terminal.write(f"oncofhir: error: {error}\n")
+        return error.exit_code
+    code = None
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                code = args.func(args)
+            except OncofhirError as exc:
+                code = fail(exc)
+            except KeyboardInterrupt:
+                with contextlib.suppress(OSError):
+                    print("oncofhir: interrupted", file=log)
+                raise
+            except Exception as exc:
+                error = _resource_error(exc)  # outputs written through io_utils name their file themselves
+                if error is not None:
+                    code = fail(error)
+                else:
+                    with contextlib.suppress(OSError):
+                        traceback.print_exc(file=log)
+                    terminal.write(f"oncofhir: internal error, see {args.log}\n")
+                    code = EXIT_INTERNAL
+    finally:
+        try:
+            log.close()
+        except OSError as exc:  # the log's last block could not be written
+            error = _resource_error(exc, args.log)
+            if error is None or code is None:
+                raise
+            if code == 0:
+                terminal.write(f"oncofhir: error: {error}\n")
+                code = error.exit_code
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import random
 from pathlib import Path
 
 from .dictionary.compiled import CompiledDictionary, Field, load_compiled
-from .io_utils import write_private
+from .io_utils import DIR_MODE, write_private
 from .logic import parse
 
 # Plausible ranges for numeric fields without validation min/max, by name fragment.
@@ -112,8 +113,10 @@ def write_center_export(compiled_json: str | Path, out: str | Path, *, center: s
     """Write one demo export (center ``*_b`` gets a BOM and CRLF, as Excel-saved REDCap exports do)."""
     dd = load_compiled(compiled_json)
     text = generate(dd, center, records, seed)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_private(out, text.encode("utf-8"))  # synthetic, but shaped like patient data: treated like it
+    folder = Path(out).parent  # <demo folder>/<use case>/, made by Snakemake with the umask's 0755
+    if folder.resolve() != Path.cwd().resolve() and folder.stat().st_uid == os.geteuid():
+        os.chmod(folder, DIR_MODE)
     return records
 
 
@@ -131,7 +134,6 @@ def write_demo(
         for k in range(centers):
             center = f"hospital_{chr(ord('a') + k)}"
             path = Path(out) / dd.use_case / f"{center}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(generate(dd, center, records, seed).encode("utf-8"))
+            write_private(path, generate(dd, center, records, seed).encode("utf-8"))  # as the rule: 0600, 0700
             written.append((str(path), records))
     return written

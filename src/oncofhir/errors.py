@@ -10,7 +10,8 @@ from __future__ import annotations
 class OncofhirError(Exception):
     """An error caused by input the user can fix; printed without a traceback.
 
-    ``exit_code`` follows the CLI's documented codes (2 usage/config, 3 dictionary, 4 input data).
+    ``exit_code`` follows the CLI's documented codes (2 usage/config, 3 dictionary, 4 input data, 5 out of
+    resources).
     """
 
     exit_code = 1
@@ -45,3 +46,9 @@ class InputDataError(OncofhirError):
     """A center's export cannot be read at all (not a CSV, missing required columns...)."""
 
     exit_code = 4
+
+
+class ResourceError(OncofhirError):
+    """The machine ran out of a resource (disk space, quota, memory): nothing the input can fix; free it, rerun."""
+
+    exit_code = 5

@@ -25,6 +25,7 @@ import itertools
 import tempfile
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import IO, Any
 
 from .dictionary.compiled import CompiledDictionary
 from .errors import InputDataError
-from .io_utils import DIR_MODE, private_writer, write_private
+from .io_utils import DIR_MODE, no_space, private_writer, write_private
+from .tsv import cell, unescape
 
 DAG = "redcap_data_access_group"
 EVENT = "redcap_event_name"
@@ -144,15 +146,6 @@ def _not_utf8(path: Path, offset: int, newlines: int) -> InputDataError:
         f"not UTF-8 at byte {offset} (line {newlines + 1}): re-export from REDCap, or convert the file to UTF-8",
         path=str(path),
     )
-
-
-def _decode(data: bytes, path: Path) -> str:
-    """A whole (small) file as text, or the error :func:`file_facts` gives (``oncofhir.split`` reads combined
-    exports with it)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(path, exc.start, data[: exc.start].count(b"\n")) from None
 
 
 def _first_line(path: Path) -> str:
@@ -659,6 +652,11 @@ def ingest_to_files(
             with private_writer(records_out) as out:
                 out.write(_header_line(ing.cols.out))
                 spool.copy_to(out, set(drop))
+        except OSError as exc:  # the spool lives beside the records (same disk): a full disk is named by them
+            error = no_space(exc, records_out)
+            if error is None:
+                raise
+            raise error from None
         finally:
             spool.close()
     finally:
@@ -683,51 +681,86 @@ def write_records(records: Records, path: str | Path) -> None:
 
 
 def read_records(path: str | Path) -> Records:
-    """Read a table written by :func:`write_records` (or :func:`ingest_to_files`)."""
+    """Read a table written by :func:`write_records` (or :func:`ingest_to_files`) into memory (library use,
+    benchmarks; the FHIR stage reads it in chunks with :func:`iter_records`)."""
+    columns: list[str] = []
+    rows: list[dict[str, str]] = []
+    numbers: list[int] = []
+    dags: list[str] = []
+    for chunk in iter_records(path):
+        columns = chunk.columns
+        rows += chunk.rows
+        numbers += chunk.row_numbers
+        dags += chunk.dags
+    if not columns:
+        columns = _records_header(path)
+    return Records(columns, rows, numbers, dags)
+
+
+def _records_header(path: str | Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle))[2:]
+
+
+def iter_records(path: str | Path, chunk_rows: int | None = None) -> Iterator[Records]:
+    """The records table in chunks of ``chunk_rows`` rows (default: about :data:`CHUNK_CELLS` cells), in file
+    order; nothing is yielded for a table without rows.
+
+    Rows must come in increasing ``_row`` order, as ingest writes them: the FHIR stage merges its rejects and the
+    QC gate with the records in one pass on that order, so a table out of order fails with the line.
+    """
     allow_large_fields()
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         columns = header[2:]
-        rows, numbers, dags = [], [], []
+        size = chunk_rows or max(1, CHUNK_CELLS // max(len(header), 1))
+        last = 0
+        rows: list[dict[str, str]] = []
+        numbers: list[int] = []
+        dags: list[str] = []
         for cells in reader:
-            numbers.append(int(cells[0]))
+            number = int(cells[0])
+            if number <= last:
+                raise InputDataError(
+                    f"line {reader.line_num}: row {number} after row {last}: not a records table written by ingest",
+                    path=str(path),
+                )
+            last = number
+            numbers.append(number)
             dags.append(cells[1])
             rows.append(dict(zip(columns, cells[2:], strict=True)))
-    return Records(columns, rows, numbers, dags)
+            if len(rows) >= size:
+                yield Records(columns, rows, numbers, dags)
+                rows, numbers, dags = [], [], []
+        if rows:
+            yield Records(columns, rows, numbers, dags)
 
 
-def write_rejects(rejects: list[Reject], path: str | Path) -> None:
-    """Write rejects as TSV (row, record_id, stage, reason); tabs and newlines in values are escaped."""
-    lines = ["\t".join(REJECT_COLUMNS)]
-    for r in rejects:
-        lines.append("\t".join(_escape(c) for c in (str(r.row), r.record_id, r.stage, r.reason)))
-    write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
+def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
+    """Write rejects as TSV (row, record_id, stage, reason), streaming, one line per reject.
 
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    Cells go through :func:`oncofhir.tsv.cell` (escaped, formulas neutralised): the same bytes as
+    :func:`oncofhir.tsv.to_bytes` writes for the whole list, without holding it.
+    """
+    with private_writer(path) as out:
+        out.write(("\t".join(map(cell, REJECT_COLUMNS)) + "\n").encode("utf-8"))
+        for r in rejects:
+            out.write(("\t".join(map(cell, (r.row, r.record_id, r.stage, r.reason))) + "\n").encode("utf-8"))
 
 
 def read_rejects(path: str | Path) -> list[Reject]:
     """Read a rejects TSV written by :func:`write_rejects`."""
-    out = []
+    return list(iter_rejects(path))
+
+
+def iter_rejects(path: str | Path) -> Iterator[Reject]:
+    """The rejects of a TSV written by :func:`write_rejects`, one at a time, in file order.
+
+    A neutralised id keeps its apostrophe (``'=1``): written again, it stays as it is (:func:`oncofhir.tsv.cell`).
+    """
     with open(path, encoding="utf-8") as handle:
         next(handle)
         for line in handle:
-            cells = [_unescape(c) for c in line.rstrip("\n").split("\t")]
-            out.append(Reject(int(cells[0]), cells[1], cells[2], cells[3]))
-    return out
-
-
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(text[i + 1], text[i + 1]))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+            cells = [unescape(c) for c in line.rstrip("\n").split("\t")]
+            yield Reject(int(cells[0]), cells[1], cells[2], cells[3])

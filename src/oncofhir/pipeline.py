@@ -8,17 +8,19 @@ for numpy or the compiler.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .deposit.pseudonym import PSEUDONYM_SYSTEM
 from .dictionary import load_compiled
 from .errors import OncofhirError
-from .ingest import Records, Reject, ingest_to_files, read_records, read_rejects
-from .io_utils import write_private, write_text_atomic
+from .ingest import Records, Reject, ingest_to_files, iter_records, iter_rejects
+from .io_utils import clean_stale, private_parents, write_private, write_text_atomic
 
 if TYPE_CHECKING:
     from .deposit.pseudonym import Pseudonymizer
+    from .fhir.builder import Built, BundleBuilder
 
 #: Patient.identifier system without pseudonyms (library use, tests); the workflow always pseudonymises.
 DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
@@ -28,19 +30,46 @@ def _dump(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def read_gate(path: str | Path) -> dict[int, str]:
-    """Rows the QC gate excludes (``passed`` = no), with the reason to put in the rejects file."""
-    excluded: dict[int, str] = {}
+def iter_gate(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(row, reason) for every row the QC gate excludes, in file order (QC writes it in row order)."""
     with open(path, encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
         col = {name: k for k, name in enumerate(header)}
+        row_k, passed_k, score_k, reason_k = col["row"], col["passed"], col["score"], col["reason"]
         for line in handle:
             cells = line.rstrip("\n").split("\t")
-            if cells[col["passed"]] == "no":
-                excluded[int(cells[col["row"]])] = (
-                    f"quality gate: record score {cells[col['score']]}; {cells[col['reason']]}"
-                )
-    return excluded
+            if cells[passed_k] == "no":
+                yield int(cells[row_k]), f"quality gate: record score {cells[score_k]}; {cells[reason_k]}"
+
+
+class _Gate:
+    """The gate's exclusions walked alongside the records: both are in increasing row order, so one pass over
+    each decides every record without holding the gate in memory."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = path
+        self.excluded = iter_gate(path) if path is not None else iter(())
+        self.next: tuple[int, str] | None = next(self.excluded, None)
+        self.last = 0
+
+    def reason(self, row: int) -> str | None:
+        """Why the gate excludes ``row``, or None; rows must be asked in increasing order."""
+        while self.next is not None and self.next[0] < row:
+            self._advance()
+        if self.next is not None and self.next[0] == row:
+            reason = self.next[1]
+            self._advance()
+            return reason
+        return None
+
+    def _advance(self) -> None:
+        assert self.next is not None
+        self.last = self.next[0]
+        self.next = next(self.excluded, None)
+        if self.next is not None and self.next[0] <= self.last:
+            raise OncofhirError(
+                f"row {self.next[0]} after row {self.last}: not a gate written by the QC stage", path=str(self.path)
+            )
 
 
 def stage_compile(dictionary_dir: str | Path, ontology_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
@@ -62,6 +91,7 @@ def stage_ingest(
     require_complete: bool = False,
 ) -> dict[str, Any]:
     """Read a center's export, streaming; write the normalised records, the rejects and a JSON report."""
+    clean_stale(records_out, rejects_out, report_out)  # temp files a killed run of this stage left
     dd = load_compiled(compiled_json)
     report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
     Path(report_out).parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +114,13 @@ def stage_fhir(
     gate_tsv: str | Path | None = None,
     pseudonymizer: Pseudonymizer | None = None,
     claim_profiles: str | None = None,
+    chunk_rows: int | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
+
+    Streams: the records are read and built ``chunk_rows`` at a time (default: about
+    :data:`oncofhir.ingest.CHUNK_CELLS` cells), each bundle goes to the NDJSON as it is built, and the gate and
+    the ingest rejects are read alongside; the outputs are the same bytes for any chunk size.
 
     ``claim_profiles``: the IG's canonical base URL; every resource and the Bundle then name their generated
     profile in ``meta.profile`` (the workflow's ``fhir.claim_profiles``); None: no claims.
@@ -97,22 +132,8 @@ def stage_fhir(
     from .fhir.builder import BundleBuilder
     from .fhir.writer import write_center
 
+    clean_stale(*(p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None))
     dd = load_compiled(compiled_json)
-    records = read_records(records_csv)
-    prior = read_rejects(ingest_rejects)
-    if gate_tsv is not None:
-        excluded = read_gate(gate_tsv)
-        if excluded:
-            keep = [k for k, row in enumerate(records.row_numbers) if row not in excluded]
-            for k, row in enumerate(records.row_numbers):
-                if row in excluded:
-                    prior.append(Reject(row, records.rows[k][dd.record_id], "qc", excluded[row]))
-            records = Records(
-                records.columns,
-                [records.rows[k] for k in keep],
-                [records.row_numbers[k] for k in keep],
-                [records.dags[k] for k in keep],
-            )
     report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
     if identifier_system is None:
         identifier_system = PSEUDONYM_SYSTEM if pseudonymizer else DEFAULT_IDENTIFIER_SYSTEM
@@ -124,10 +145,10 @@ def stage_fhir(
             return pseudonymizer.pseudonym(use_case, record_id)
 
     builder = BundleBuilder(dd, identifier_system, pseudonymize, canonical=claim_profiles)
-    built = builder.build(records.rows, records.column_arrays(), records.row_numbers)
+    items = _build_center(builder, records_csv, _Gate(gate_tsv), chunk_rows)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
-    counts = write_center(built, bundle_dir, ndjson_out, index_out, rejects_out, prior)
+        private_parents(p)  # the rejects spool is made in the rejects' folder before anything is renamed there
+    counts = write_center(items, bundle_dir, ndjson_out, index_out, rejects_out, iter_rejects(ingest_rejects))
     rows_in = report["rows_in"]
     if rows_in != counts["bundles"] + counts["rejected"]:
         raise OncofhirError(
@@ -137,12 +158,42 @@ def stage_fhir(
         "use_case": dd.use_case,
         "dictionary_version": dd.version,
         "pseudonymised": pseudonymizer is not None,
+        "secret_fingerprint": pseudonymizer.fingerprint if pseudonymizer is not None else "",
         "export_sha256": report["sha256"],
         "rows_in": rows_in,
         **counts,
     }
     write_private(summary_out, _dump(summary))
     return summary
+
+
+def _build_center(
+    builder: BundleBuilder, records_csv: str | Path, gate: _Gate, chunk_rows: int | None
+) -> Iterator[Built | Reject]:
+    """Per record, in row order: its :class:`Built`, or a QC reject when the gate excludes it.
+
+    Logic is evaluated per chunk (it is row by row, so chunks change nothing); the builder's memoised resource
+    bodies carry over from chunk to chunk.
+    """
+    rid_col = builder.dd.record_id
+    for chunk in iter_records(records_csv, chunk_rows):
+        reasons = [gate.reason(row) for row in chunk.row_numbers]
+        if not any(reasons):
+            yield from builder.build(chunk.rows, chunk.column_arrays(), chunk.row_numbers)
+            continue
+        keep = [k for k, why in enumerate(reasons) if why is None]
+        kept = Records(
+            chunk.columns,
+            [chunk.rows[k] for k in keep],
+            [chunk.row_numbers[k] for k in keep],
+            [chunk.dags[k] for k in keep],
+        )
+        built = builder.build(kept.rows, kept.column_arrays(), kept.row_numbers)
+        for k, why in enumerate(reasons):
+            if why is None:
+                yield next(built)
+            else:
+                yield Reject(chunk.row_numbers[k], chunk.rows[k][rid_col], "qc", why)
 
 
 def convert(

@@ -36,7 +36,8 @@ if [ ! -f "$HOME_DIR/lib/.complete" ]; then
     -DoutputDirectory="$HOME_DIR/lib" -DincludeScope=runtime
   touch "$HOME_DIR/lib/.complete"
 fi
-javac -nowarn -cp "$HOME_DIR/lib/*" -d "$HOME_DIR/classes" "$HERE/src/OncofhirValidatorCli.java"
+javac -nowarn -cp "$HOME_DIR/lib/*" -d "$HOME_DIR/classes" "$HERE/src/OncofhirValidatorCli.java" \
+  "$HERE/src/OncofhirViewRunner.java"  # the second SQL-on-FHIR engine (tests/test_views_hl7.py)
 cp "$HERE/logback.xml" "$HOME_DIR/logback.xml"
 
 install_package() {  # name version

@@ -13,9 +13,10 @@ from snakemake.utils import min_version, validate
 
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
-from oncofhir.deposit.pseudonym import load_secret
+from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
 from oncofhir.ig.settings import check_ig_config
+from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
 
@@ -192,9 +193,117 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_table_inputs(wildcards):
+    """What a center's table job reads: its bundles and records, the index, the dictionary and the views."""
+    uc, center = wildcards.use_case, wildcards.center
+    inputs = {
+        "dictionary": f"{RESULTS}/dictionaries/{uc}.json",
+        "views": f"{RESULTS}/views/{uc}",
+        "ndjson": f"{RESULTS}/fhir/{uc}/{center}.ndjson",
+        "index": f"{RESULTS}/fhir/{uc}/{center}.index.tsv",
+        "records": f"{RESULTS}/ingest/{uc}/{center}/records.csv",
+    }
+    if DEPOSIT["enabled"]:
+        inputs["recipients"] = get_recipient_keys(wildcards)
+        inputs["sender"] = get_sender_key(wildcards)
+        # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
+        inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
+    return inputs
+
+
+def table_deposit_outputs():
+    """The encrypted tables and their manifest, when the deposit is on (outputs of rule tables)."""
+    if not DEPOSIT["enabled"]:
+        return {}
+    return {
+        "encrypted": directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        "manifest": f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
+    }
+
+
+def get_table_deposit_args(wildcards, input, output):
+    """The tables command's deposit arguments (encrypt into the EGA package), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return ""
+    args = [
+        f"--encrypt-dir {shlex.quote(output.encrypted)}",
+        f"--manifest {shlex.quote(output.manifest)}",
+        f"--fhir-summary {shlex.quote(input.fhir_summary)}",
+    ]
+    args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if input.sender:
+        args.append(f"--sender-key {shlex.quote(input.sender[0])}")
+    return " ".join(args)
+
+
+def get_table_manifests():
+    """The encrypted tables' manifests of every center (merged into ega/manifest.tsv), when the deposit is on."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv")
+
+
+def get_tables_root(wildcards, output):
+    """results/tables, from a table job's output (a center's folder) or the cohort database."""
+    first = Path(output[0])
+    return str(first.parent if first.suffix == ".duckdb" else first.parent.parent)
+
+
+def get_roundtrips():
+    """Each center's round-trip report (the run summary's roundtrip column)."""
+    return per_center(f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json")
+
+
+def get_table_outputs():
+    """The views, and when plaintext is kept the Parquet tables and the cohort database over them (docs/tables.md).
+
+    With deposit.temp_plaintext the tables are deleted once encrypted: a database of views over them would point
+    to nothing, and depending on them would rebuild every center's tables whenever one center changes.
+    """
+    out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
+    if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
+        out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
+        out.append(f"{RESULTS}/tables/cohort.duckdb")
+    return out
+
+
+def get_report_pages():
+    """The pages of rule report_file, the run report first, then the QC index and every center's QC page."""
+    return [
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/qc/index.html",
+        *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+        *get_ig_pages(),
+    ]
+
+
+def get_report_lists():
+    """The lists the pages link to, as tables in rule report_file (failures.tsv is on the QC page already)."""
+    per = [
+        f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
+        f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        f"{RESULTS}/validation/{{use_case}}/{{center}}/issues.tsv",
+        f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",  # the run report's round-trip column links to it
+    ]
+    files = [f"{RESULTS}/report/run_summary.tsv"]
+    for pattern in per:
+        files += per_center(pattern)
+    # the run report's re-identification risk section links each use case's classes (local, as the whole report)
+    files += [f"{RESULTS}/privacy/{u}.tsv" for u in USE_CASES]
+    return files
+
+
+def get_report_kept():
+    """Files the pages link to that rule report_file names, with their row count, but does not copy (the deposit
+    manifests)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return [f"{RESULTS}/ega/manifest.tsv", *get_center_manifests()]
+
+
 def get_final_outputs():
     """What `snakemake` with no target produces."""
-    data = []
+    data = [*get_table_outputs()]
     if DEPOSIT["enabled"]:
         data.append(f"{RESULTS}/ega/manifest.tsv")
     if (
@@ -206,6 +315,7 @@ def get_final_outputs():
         *data,
         f"{RESULTS}/report/run_summary.tsv",
         f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
         *get_ig_package(),
@@ -216,6 +326,13 @@ def get_final_outputs():
 def ig_dictionaries():
     """The compiled dictionaries of every configured use case: what the IG is generated from."""
     return [f"{RESULTS}/dictionaries/{u}.json" for u in USE_CASES]
+
+
+def get_ig_pages():
+    """The data-model pages the run report links to when ig.enabled (one per use case); nothing otherwise."""
+    if not config["ig"]["enabled"]:
+        return []
+    return [f"{RESULTS}/ig/{u}.html" for u in USE_CASES]
 
 
 def get_ig_package(wildcards=None):
@@ -240,3 +357,76 @@ def fhir_definitions_digest():
     for name in ("r4b-definitions.json", "fhir.schema.json", "ucum.json"):
         digest.update(Path(workflow.basedir, "resources", "fhir", name).read_bytes())
     return digest.hexdigest()
+
+
+# ---- Faults (docs/deposit.md, docs/output.md): one secret per deposit; no stale plaintext temp files. ----------
+def _forcing_fhir():
+    """Whether this run reruns every center's FHIR stage (--forcerun fhir, -R fhir, --forceall)."""
+    settings = workflow.dag_settings
+    if settings is not None:
+        return settings.forceall or "fhir" in settings.forcerun
+    # Snakemake hands the command line's DAG settings to the workflow only after parsing the Snakefile
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False
+    return bool(args.forceall) or "fhir" in (args.forcerun or ())
+
+
+def _check_secret_unchanged():
+    """A secret other than the one recorded in results/ stops the run before any job, unless every center's FHIR
+    stage is rerun. Only in the main process: cluster jobs run while the summaries change.
+    """
+    summaries = per_center(f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json")
+    problem = changed_secret(load_secret(allow_demo=DEPOSIT["demo_keys"]), summaries)
+    if problem and not _forcing_fhir():
+        _stop(problem)
+
+
+if workflow.check_envvars and workflow.is_main_process:
+    _check_secret_unchanged()
+
+
+onstart:
+    # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
+    prepare_results(RESULTS)
+
+
+# ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----
+from oncofhir.provenance.code_version import stage_code_version
+
+
+def code_version(rule_name):
+    """The package version + a hash of the source files the rule runs (docs/provenance.md#code-versions)."""
+    return stage_code_version(rule_name)
+
+
+# ---- Re-identification risk (issue #16): per use case, over its centers; a gate before encrypt in block mode -----
+def get_privacy_counts(wildcards):
+    """Every center's counts of one use case."""
+    rows = CENTERS[CENTERS.use_case == wildcards.use_case]
+    return [
+        f"{RESULTS}/privacy/{wildcards.use_case}/{c}.counts.tsv" for c in rows.center
+    ]
+
+
+def get_privacy_decision(wildcards):
+    """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
+    if config["privacy"]["action"] != "block":
+        return []
+    return f"{RESULTS}/privacy/{wildcards.use_case}.json"
+
+
+# privacy.action: block: encrypt first checks the use case's decision (exit 4 and the reason when it is refused)
+PRIVACY_GATE = (
+    "oncofhir --log {log:q} privacy-gate {input.privacy:q} && "
+    if config["privacy"]["action"] == "block"
+    else ""
+)
+
+
+def get_privacy_reports():
+    """Every use case's privacy report (shown in the run report)."""
+    return [f"{RESULTS}/privacy/{u}.json" for u in USE_CASES]

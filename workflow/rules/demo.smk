@@ -11,6 +11,7 @@ rule demo_export:
     conda:
         ENV
     params:
+        code=code_version("demo_export"),
         records=config["demo"]["records"],
         seed=config["demo"]["seed"],
     message:

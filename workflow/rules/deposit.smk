@@ -20,6 +20,8 @@ rule demo_keys:
         f"{RESULTS}/benchmarks/demo_keys.tsv"
     conda:
         ENV
+    params:
+        code=code_version("demo_keys"),
     message:
         "Generating demo Crypt4GH keys next to {output.ega} (demo only)"
     script:
@@ -31,8 +33,10 @@ rule encrypt:
     input:
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
+        summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
         recipients=get_recipient_keys,
         sender=get_sender_key,
+        privacy=get_privacy_decision,
     output:
         encrypted=directory(f"{RESULTS}/ega/{{use_case}}/{{center}}"),
         manifest=f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv",
@@ -44,6 +48,7 @@ rule encrypt:
         ENV
     threads: 2
     params:
+        code=code_version("encrypt"),
         recipients=lambda wildcards, input: " ".join(
             f"--recipient {shlex.quote(key)}" for key in input.recipients
         ),
@@ -54,15 +59,17 @@ rule encrypt:
         "Encrypting {wildcards.use_case}/{wildcards.center} for the EGA"
     shell:
         # bundles come from the NDJSON's lines, named by the index: no per-patient plaintext file is read
-        "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
+        PRIVACY_GATE
+        + "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
         " --out-dir {output.encrypted:q} --manifest {output.manifest:q} --use-case {wildcards.use_case:q}"
-        " --center {wildcards.center:q} {params.recipients} {params.sender} --threads {threads}"
+        " --center {wildcards.center:q} --fhir-summary {input.summary:q} {params.recipients} {params.sender} --threads {threads}"
 
 
 rule manifest:
     """Merge the per-center manifests into results/ega/manifest.tsv; every encrypted file must exist with its size."""
     input:
         per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv"),
+        tables=get_table_manifests(),
     output:
         f"{RESULTS}/ega/manifest.tsv",
     log:
@@ -71,6 +78,8 @@ rule manifest:
         f"{RESULTS}/benchmarks/manifest.tsv"
     conda:
         ENV
+    params:
+        code=code_version("manifest"),
     message:
         "Writing the EGA manifest"
     script:

@@ -12,6 +12,8 @@ rule compile_dictionary:
         f"{RESULTS}/benchmarks/compile_dictionary/{{use_case}}.tsv"
     conda:
         ENV
+    params:
+        code=code_version("compile_dictionary"),
     message:
         "Compiling the {wildcards.use_case} dictionary"
     script:

@@ -21,6 +21,7 @@ rule fhir:
     conda:
         ENV
     params:
+        code=code_version("fhir"),
         identifier_system=config["fhir"]["identifier_system"],
         demo_secret="" if config["deposit"]["demo_keys"] else "--refuse-demo-secret",
         claim_profiles=(
@@ -52,6 +53,8 @@ rule bundle_files:
         f"{RESULTS}/benchmarks/bundle_files/{{use_case}}/{{center}}.tsv"
     conda:
         ENV
+    params:
+        code=code_version("bundle_files"),
     message:
         "Writing one bundle file per patient of {wildcards.use_case}/{wildcards.center}"
     script:

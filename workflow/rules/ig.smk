@@ -8,6 +8,7 @@ rule implementation_guide:
         ontologies=ontology_tables(),
     output:
         package=f"{RESULTS}/ig/package.tgz",
+        pages=[f"{RESULTS}/ig/{u}.html" for u in USE_CASES],
     log:
         f"{RESULTS}/logs/implementation_guide.log",
         sushi=f"{RESULTS}/logs/implementation_guide.sushi.log",
@@ -16,6 +17,7 @@ rule implementation_guide:
     conda:
         ENV
     params:
+        code=code_version("implementation_guide"),
         canonical=config["ig"]["canonical"],
         identifier_system=config["fhir"]["identifier_system"],
         out_dir=lambda wildcards, output: os.path.dirname(output.package),

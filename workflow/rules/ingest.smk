@@ -14,6 +14,7 @@ rule ingest:
     conda:
         ENV
     params:
+        code=code_version("ingest"),
         require_complete=(
             "--require-complete" if config["ingest"]["require_complete"] else ""
         ),

@@ -7,6 +7,7 @@ rule qc:
         scores=f"{RESULTS}/qc/{{use_case}}/{{center}}/scores.tsv",
         records=f"{RESULTS}/qc/{{use_case}}/{{center}}/records.tsv",
         failures=f"{RESULTS}/qc/{{use_case}}/{{center}}/failures.tsv",
+        send_back=f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv",
         json=f"{RESULTS}/qc/{{use_case}}/{{center}}/qc.json",
         html=f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html",
         gate=f"{RESULTS}/qc/{{use_case}}/{{center}}/gate.tsv",
@@ -17,6 +18,7 @@ rule qc:
     conda:
         ENV
     params:
+        code=code_version("qc"),
         weights=json.dumps(config["qc"]["weights"], sort_keys=True),
         min_record_score=config["qc"]["min_record_score"],
         min_type_scores=json.dumps(config["qc"]["min_type_scores"], sort_keys=True),
@@ -43,6 +45,9 @@ rule qc_index:
         f"{RESULTS}/benchmarks/qc_index.tsv"
     conda:
         ENV
+    params:
+        code=code_version("qc_index"),
+        min_center_score=config["qc"]["min_center_score"],
     message:
         "Writing the combined data-quality page"
     script:

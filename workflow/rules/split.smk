@@ -12,6 +12,7 @@ rule split_export:
     conda:
         ENV
     params:
+        code=code_version("split_export"),
         dag=get_dag,
     message:
         "Splitting {wildcards.use_case}/{wildcards.center} out of {input}"
@@ -31,6 +32,8 @@ rule unclaimed_groups:
         f"{RESULTS}/benchmarks/unclaimed_groups.tsv"
     conda:
         ENV
+    params:
+        code=code_version("unclaimed_groups"),
     message:
         "Checking that every data access group is claimed by a center"
     script:

@@ -3,6 +3,7 @@ rule validate:
     input:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
         bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
+        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         ontologies=ontology_tables(),
         hl7=get_hl7_outcome,
     output:
@@ -16,6 +17,7 @@ rule validate:
     conda:
         ENV
     params:
+        code=code_version("validate"),
         definitions=fhir_definitions_digest(),
         fail_on_error=(
             "--fail-on-error"
@@ -31,7 +33,8 @@ rule validate:
         "Validating the FHIR bundles of {wildcards.use_case}/{wildcards.center}"
     shell:
         "oncofhir --log {log:q} validate-center --dictionary {input.dictionary:q} --bundles {input.bundles:q}"
-        " --out-dir {params.out_dir:q} --center {wildcards.center:q} --ontologies {params.ontologies:q}"
+        " --index {input.index:q} --out-dir {params.out_dir:q} --center {wildcards.center:q}"
+        " --ontologies {params.ontologies:q}"
         " {params.hl7} {params.fail_on_error}"
 
 
@@ -52,6 +55,7 @@ rule hl7_validator:
     resources:
         mem_mb=5000,
     params:
+        code=code_version("hl7_validator"),
         home=config["validation"]["hl7_validator"]["home"],
         java=config["validation"]["hl7_validator"]["java"],
         memory=config["validation"]["hl7_validator"]["memory"],

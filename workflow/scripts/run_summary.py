@@ -2,22 +2,23 @@
 
 import os
 
+from oncofhir.privacy.html import privacy_section
 from oncofhir.report import CenterReports, write_run_summary
 from oncofhir.smk import run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 inp = sm.input
 manifests = list(inp.manifests) or [None] * len(inp.ingest)
-centers = [CenterReports(*files) for files in zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, strict=True)]
+files = zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, inp.roundtrips, strict=True)
+centers = [CenterReports(*center) for center in files]
+sections = [privacy_section(list(inp.privacy))]
+if inp.ig:  # ig.enabled: links to the data-model pages (results/ig/<use case>.html) and the IG package
+    from oncofhir.ig.report_section import data_model_section
 
-
-def _summary():
-    line = write_run_summary(centers, sm.output.tsv, sm.output.html)
-    if inp.ig:  # ig.enabled: one line linking the data-model pages (results/ig/<use case>.html)
-        from oncofhir.ig.pages import link_from_run_report
-
-        link_from_run_report(sm.output.html, os.path.dirname(inp.ig[0]), sm.params.use_cases)
-    return line
-
-
-run(sm, _summary)
+    sections.append(
+        data_model_section(os.path.dirname(inp.ig[0]), os.path.dirname(sm.output.html), sm.params.use_cases)
+    )
+run(
+    sm,
+    lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections, min_score=sm.params.min_center_score),
+)

@@ -9,6 +9,7 @@ half-encrypted."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import ConfigError, InputDataError
-from ..io_utils import write_private
+from ..io_utils import clean_stale, temp_path, write_private
 from .c4gh import Encryptor, Engine, Sums
 from .keys import fingerprint, load_private_key, load_recipients, public_from_private, quiet_crypt4gh
 from .manifest import format_manifest
@@ -90,6 +91,7 @@ def stage_encrypt(
     engine: Engine = "fast",
     threads: int = 1,
     index: str | Path | None = None,
+    fhir_summary: str | Path | None = None,
 ) -> dict[str, Any]:
     """Encrypt a center's bundles and NDJSON into ``out_dir`` for every recipient; write the center's manifest.
 
@@ -104,10 +106,13 @@ def stage_encrypt(
     per-patient plaintext file is ever created (nor 20,000 files written, read and deleted per 20,000 patients).
     Each line's bytes are exactly what the patient's ``.json`` file would hold.
     ``engine`` is ``fast`` (key exchange once per run) or ``library`` (``crypt4gh.lib.encrypt`` per file);
-    see :mod:`oncofhir.deposit.c4gh`. ``threads`` > 1 encrypts files concurrently: hashing and file system
-    calls release the GIL, so a second thread nearly halves the time on two cores.
+    see :mod:`oncofhir.deposit.c4gh`. ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret
+    fingerprint every manifest row records (empty without it), and its bundle count must match. ``threads`` > 1
+    encrypts files concurrently: hashing and file system calls release the GIL, so a second thread nearly halves
+    the time on two cores.
     """
     quiet_crypt4gh()
+    clean_stale(out_dir, manifest_out)  # what a killed run of this job left
     pubkeys = load_recipients(recipients)
     secret = load_private_key(sender_key) if sender_key else os.urandom(32)
     ndjson_path, out_dir = Path(ndjson_path), Path(out_dir)
@@ -137,9 +142,22 @@ def stage_encrypt(
         )
     if bundle_dir is None and len(set(names)) != len(names):
         raise InputDataError("the index names two bundles alike", path=str(index))
+    secret_fp = ""
+    if fhir_summary is not None:
+        try:
+            summary = json.loads(Path(fhir_summary).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputDataError(f"cannot read the FHIR summary: {exc}", path=str(fhir_summary)) from None
+        secret_fp = summary.get("secret_fingerprint", "")
+        if summary.get("bundles") != len(names):
+            raise InputDataError(
+                f"the FHIR summary counts {summary.get('bundles')} bundle(s) but {where} {len(names)}: rerun the "
+                "FHIR stage",
+                path=str(fhir_summary),
+            )
 
     started = time.perf_counter()
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    staging = temp_path(out_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     dest_dir = f"{staging}/"  # plain strings: a pathlib join costs ~10 us
@@ -190,10 +208,10 @@ def stage_encrypt(
     done = cast(list[Sums], sums)
     prefix = f"{use_case}/{center}/"
     rows = sorted(  # by file name, whichever order the bundles were read in
-        (use_case, center, name[: -len(".json")], prefix + name + C4GH_SUFFIX, *map(str, file_sums))
+        (use_case, center, name[: -len(".json")], prefix + name + C4GH_SUFFIX, *map(str, file_sums), secret_fp)
         for name, file_sums in zip(names, done[1:], strict=True)
     )
-    rows.append((use_case, center, "", prefix + ndjson_name, *map(str, done[0])))
+    rows.append((use_case, center, "", prefix + ndjson_name, *map(str, done[0]), secret_fp))
     Path(manifest_out).parent.mkdir(parents=True, exist_ok=True)
     write_private(manifest_out, format_manifest(rows))
     seconds = time.perf_counter() - started

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io_utils import private_dir, write_private
+from ..io_utils import private_dir, write_private, write_text_atomic
 
 PASSPHRASE_ENV = "ONCOFHIR_C4GH_PASSPHRASE"  # noqa: S105 (the variable's name, not a value)
 #: Demo key pairs written by :func:`generate_demo_keys`: an EGA stand-in and a consortium key.
@@ -174,9 +174,7 @@ def generate_keypair(seckey_path: str | Path, pubkey_path: str | Path, passphras
         encoded = c4gh.encode_private_key(secret, passphrase.encode("utf-8") if passphrase else None, None)
     public = sodium.derive_pk(secret)
     write_private(seckey_path, _pem("PRIVATE", encoded))
-    tmp = Path(pubkey_path).with_name(f".{Path(pubkey_path).name}.tmp{os.getpid()}")
-    tmp.write_bytes(_pem("PUBLIC", public))
-    os.replace(tmp, pubkey_path)
+    write_text_atomic(pubkey_path, _pem("PUBLIC", public).decode("ascii"))  # public: the umask's mode
     return public
 
 

@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -39,6 +41,18 @@ PREFIX = "psn-"
 DIGEST_BYTES = 20
 PSEUDONYM_RE = re.compile(r"^psn-[a-z2-7]{32}$")
 _DOMAIN = b"oncofhir-pseudonym-v1\x00"
+_FINGERPRINT_LABEL = b"oncofhir-secret-fingerprint-v1"
+
+
+def secret_fingerprint(secret: bytes) -> str:
+    """A keyed fingerprint of the secret, never the secret: ``hmac-sha256:`` + 16 hex digits of
+    HMAC-SHA256(secret, ``oncofhir-secret-fingerprint-v1``).
+
+    Recorded in every center's FHIR summary and deposit manifest, so that a deposit whose centers were made with
+    two secrets is refused (their pseudonyms would not match, and the cross-center duplicate check would be void).
+    A fixed label under the secret's key reveals nothing about the secret (it is a MAC, and 64 bits of it).
+    """
+    return "hmac-sha256:" + hmac.new(bytes(secret), _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
 def load_secret(env: Mapping[str, str] = os.environ, *, allow_demo: bool = True) -> bytes:
@@ -73,12 +87,13 @@ def load_secret(env: Mapping[str, str] = os.environ, *, allow_demo: bool = True)
 class Pseudonymizer:
     """Computes pseudonyms with one secret; the secret is never shown by repr() or str()."""
 
-    __slots__ = ("_cache", "_mac")
+    __slots__ = ("_cache", "_mac", "fingerprint")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray) or len(secret) < MIN_SECRET_BYTES:
             raise ConfigError(f"the pseudonym secret must be at least {MIN_SECRET_BYTES} bytes")
         self._mac = hmac.new(bytes(secret), _DOMAIN, hashlib.sha256)
+        self.fingerprint = secret_fingerprint(bytes(secret))
         self._cache: dict[str, hmac.HMAC] = {}
 
     def __repr__(self) -> str:
@@ -101,3 +116,32 @@ class Pseudonymizer:
 def is_pseudonym(name: str) -> bool:
     """True when ``name`` has the shape of a pseudonym (it cannot tell whether the right secret made it)."""
     return PSEUDONYM_RE.match(name) is not None
+
+
+def changed_secret(secret: bytes, summaries: Iterable[str | Path]) -> str | None:
+    """Why ``secret`` must not be used with these existing FHIR summaries (another secret made them), or None.
+
+    The workflow asks this before any job: after the secret changes Snakemake sees nothing to rerun, and a center
+    rebuilt later would silently join a deposit made with the other secret. Summaries without a fingerprint
+    (none yet, or written before fingerprints were recorded) are not compared.
+    """
+    now = secret_fingerprint(secret)
+    other: dict[str, list[str]] = {}
+    for path in summaries:
+        try:
+            recorded = json.loads(Path(path).read_text(encoding="utf-8")).get("secret_fingerprint")
+        except (OSError, ValueError):
+            continue
+        if recorded and recorded != now:
+            other.setdefault(recorded, []).append(str(path))
+    if not other:
+        return None
+    where = "; ".join(
+        f"{fp} in {paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        for fp, paths in sorted(other.items())
+    )
+    return (
+        f"{SECRET_ENV} is not the secret that made the existing pseudonyms (secret {now} now, {where}): one deposit "
+        "must use one secret. If the change is a mistake, set the project's secret again; to pseudonymise every "
+        "center with the new secret, rerun them all: snakemake --forcerun fhir (docs/deposit.md)"
+    )

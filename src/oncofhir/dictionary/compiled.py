@@ -72,6 +72,8 @@ class CompiledDictionary:
     systems: dict[str, dict[str, str]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     format: int = COMPILED_FORMAT
+    #: mapping.yaml ``privacy``: quasi-identifiers and the optional sensitive variable (oncofhir.privacy)
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete_columns(self) -> list[str]:

@@ -368,6 +368,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
                 problems.append(
                     f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping"
                 )
+    problems += _privacy_problems(mapping.get("privacy") or {}, fields)
     data_fields = {f.name for f in fields_list if f.type in DATA_TYPES and f.type != "calc"}
     for name in sorted(data_fields - comp.used):
         problems.append(f"variable '{name}' feeds no resource: its data would be lost")
@@ -410,7 +411,26 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             "redcap_dictionary.csv": _sha256(redcap_path),
             "mapping.yaml": _sha256(mapping_path),
         },
+        privacy=mapping.get("privacy") or {},
     )
+
+
+def _privacy_problems(privacy: dict[str, Any], fields: dict[str, RedcapField]) -> list[str]:
+    """The privacy attributes must be one-column variables (a checkbox is many columns) or ``center``."""
+    problems = []
+    names = [("quasi_identifiers", n) for n in privacy.get("quasi_identifiers", [])]
+    names += [("sensitive", privacy["sensitive"])] if "sensitive" in privacy else []
+    for key, name in names:
+        if name == "center" and key == "quasi_identifiers":
+            if "center" in fields:
+                problems.append(
+                    "privacy: 'center' names the record's center, but the dictionary has a variable so named"
+                )
+        elif name not in fields:
+            problems.append(f"privacy, {key}: '{name}' is not in the REDCap dictionary")
+        elif fields[name].type in ("checkbox", "descriptive"):
+            problems.append(f"privacy, {key}: '{name}' is a {fields[name].type} field, not one value per record")
+    return problems
 
 
 def _schema_details(mapping: Any, errors: list[Any]) -> list[str]:

@@ -9,18 +9,21 @@ HL7 validator or when the plaintext is kept. Creating, reading and deleting 20,0
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from ..errors import InputDataError, OncofhirError
 from ..ingest import Reject, write_rejects
-from ..io_utils import DIR_MODE, FILE_MODE, private_writer, safe_stem, write_private
+from ..io_utils import DIR_MODE, FILE_MODE, clean_stale, private_parents, private_writer, safe_stem, temp_path
+from ..tsv import cell
 from .builder import Built
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -28,13 +31,16 @@ INDEX_HEADER = "record_id\tpatient_key\tfile\tbundle_id\tresources\n"
 
 
 class _Folder:
-    """Per-patient files written into a hidden staging folder that replaces the target in one rename."""
+    """Per-patient files written into a hidden staging folder (an oncofhir temp name, removed when stale) that
+    replaces the target in one rename."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
-        self.staging = target.with_name(f".{target.name}.partial")
+        clean_stale(target)
+        self.staging = temp_path(target)
         shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(mode=DIR_MODE, parents=True)
+        private_parents(self.staging)
+        self.staging.mkdir(mode=DIR_MODE)
         os.chmod(self.staging, DIR_MODE)
 
     def write(self, name: str, data: bytes) -> None:
@@ -54,22 +60,26 @@ class _Folder:
 
 
 def write_center(
-    built: Iterable[Built],
+    built: Iterable[Built | Reject],
     bundle_dir: str | Path | None,
     ndjson_path: str | Path,
     index_path: str | Path,
     rejects_path: str | Path,
-    prior_rejects: list[Reject],
+    prior_rejects: Iterable[Reject],
 ) -> dict[str, Any]:
     """Write everything for one center and return the counts (resources by type, absent-data markers).
 
+    ``built`` holds, in row order, a :class:`Built` per record or a :class:`Reject` for a record an earlier check
+    kept out (the QC gate); ``prior_rejects`` (the ingest rejects) are sorted by row. The rejects file lists them
+    all by row, the earlier stage's first on a tie, as a stable sort of the three would.
+
     Bundles are named by their patient key (the pseudonym in the workflow); the index, kept locally and never
-    deposited, maps each record id to it, in NDJSON order. The NDJSON is streamed to a temp file renamed when
-    complete, and with ``bundle_dir`` the per-patient files go to a staging folder renamed at the end, so a killed
-    job leaves the previous complete set or nothing, and memory stays O(one bundle) whatever the center's size.
+    deposited, maps each record id to it, in NDJSON order. The NDJSON, the index and the rejects are streamed to
+    temp files renamed when complete, and with ``bundle_dir`` the per-patient files go to a staging folder renamed
+    at the end, so a killed job leaves the previous complete set or nothing. Memory is one bundle plus each
+    patient's file name (the case-insensitive collision check), whatever the center's size; this stage's rejects
+    wait in an anonymous temp file (0600, unlinked from the start) until they are merged with the earlier ones.
     """
-    rejects = list(prior_rejects)
-    index_lines = [INDEX_HEADER]
     by_type: Counter[str] = Counter()
     absent = bundles = 0
     used_names: set[str] = set()
@@ -78,9 +88,15 @@ def write_center(
         if folder is not None:
             cleanup.callback(folder.discard)
         ndjson = cleanup.enter_context(private_writer(ndjson_path))
+        index = cleanup.enter_context(private_writer(index_path))
+        index.write(INDEX_HEADER.encode("utf-8"))
+        spool = cleanup.enter_context(_RejectSpool(Path(rejects_path).parent))
         for item in built:
+            if isinstance(item, Reject):
+                spool.add(item)
+                continue
             if item.bundle is None:
-                rejects.append(Reject(item.row, item.record_id, "fhir", item.reason or "unknown error"))
+                spool.add(Reject(item.row, item.record_id, "fhir", item.reason or "unknown error"))
                 continue
             key = item.patient_key or item.record_id  # the pseudonym when pseudonymising: the record id never leaves
             stem = safe_stem(key)
@@ -98,19 +114,73 @@ def write_center(
             for entry in item.bundle["entry"]:
                 by_type[entry["resource"]["resourceType"]] += 1
             absent += data.count(b'/data-absent-reason"')
-            rid = item.record_id.replace("\t", " ").replace("\n", " ")
-            index_lines.append(f"{rid}\t{key}\t{stem}.json\t{item.bundle['id']}\t{len(item.bundle['entry'])}\n")
+            rid = cell(item.record_id)  # escaped and spreadsheet-safe (oncofhir.tsv); the key names files: as is
+            index.write(f"{rid}\t{key}\t{stem}.json\t{item.bundle['id']}\t{len(item.bundle['entry'])}\n".encode())
+        rejected = _Counted(heapq.merge(_in_row_order(prior_rejects), spool.rejects(), key=_row))
+        write_rejects(rejected, rejects_path)
         if folder is not None:
             folder.commit()
-    write_private(Path(index_path), "".join(index_lines).encode("utf-8"))
-    rejects.sort(key=lambda r: r.row)
-    write_rejects(rejects, rejects_path)
     return {
         "bundles": bundles,
-        "rejected": len(rejects),
+        "rejected": rejected.count,
         "resources": dict(sorted(by_type.items())),
         "absent_data_markers": absent,
     }
+
+
+def _row(reject: Reject) -> int:
+    return reject.row
+
+
+def _in_row_order(rejects: Iterable[Reject]) -> Iterator[Reject]:
+    """``rejects``, checked to be sorted by row (what a merge needs; ingest writes them so)."""
+    last = 0
+    for reject in rejects:
+        if reject.row < last:
+            raise OncofhirError(f"the ingest rejects are not sorted by row (row {reject.row} after row {last})")
+        last = reject.row
+        yield reject
+
+
+class _Counted:
+    """An iterator that counts what passes through it."""
+
+    def __init__(self, items: Iterator[Reject]) -> None:
+        self.items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Reject]:
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
+class _RejectSpool:
+    """This stage's rejects, in the order they come, in an anonymous temp file: a center whose records the gate
+    mostly excludes must not hold them in memory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.handle: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - 0600, already unlinked
+        self.last = 0
+
+    def __enter__(self) -> _RejectSpool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.handle.close()
+
+    def add(self, reject: Reject) -> None:
+        if reject.row <= self.last:
+            raise OncofhirError(f"records out of row order (row {reject.row} after row {self.last})")
+        self.last = reject.row
+        self.handle.write(orjson.dumps([reject.row, reject.record_id, reject.stage, reject.reason]) + b"\n")
+
+    def rejects(self) -> Iterator[Reject]:
+        self.handle.flush()
+        self.handle.seek(0)
+        for line in self.handle:
+            row, record_id, stage, reason = orjson.loads(line)
+            yield Reject(row, record_id, stage, reason)
 
 
 def explode_ndjson(ndjson_path: str | Path, index_path: str | Path, bundle_dir: str | Path) -> int:

@@ -7,16 +7,15 @@ element of each slot it feeds, the slot's code, the answer -> concept map, the u
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..dictionary.compiled import CompiledDictionary, Field
+from ..io_utils import write_text_atomic
 
 #: Plan element -> FHIR element the builder writes it to, per resource type where it differs.
 _PATHS = {
@@ -171,24 +170,6 @@ def write_pages(dd: CompiledDictionary, out_dir: str | Path) -> tuple[Path, Path
     env.filters["md"] = _md
     md = out / f"{dd.use_case}.md"
     html = out / f"{dd.use_case}.html"
-    md.write_text(env.get_template("data_model.md.j2").render(**data), encoding="utf-8")
-    html.write_text(env.get_template("data_model.html.j2").render(**data), encoding="utf-8")
+    write_text_atomic(md, env.get_template("data_model.md.j2").render(**data))
+    write_text_atomic(html, env.get_template("data_model.html.j2").render(**data))
     return md, html
-
-
-def link_from_run_report(report_html: str | Path, ig_dir: str | Path, use_cases: list[str]) -> None:
-    """Add one line to the run report linking each use case's data-model page and the IG package.
-
-    Kept apart from the report's own rendering (src/oncofhir/report.py) on purpose: the IG is optional, and the
-    line is all the report needs to know about it. Links are relative to the report's folder."""
-    report = Path(report_html)
-    rel = Path(os.path.relpath(Path(ig_dir), report.parent)).as_posix()
-    links = ", ".join(f'<a href="{escape(rel)}/{escape(uc)}.html">{escape(uc)}</a>' for uc in use_cases)
-    line = (
-        f'<p class="note" id="data-model">Data model per use case (generated FHIR Implementation Guide): {links}; '
-        f'FHIR package <a href="{escape(rel)}/package.tgz">package.tgz</a>.</p>\n'
-    )
-    text = report.read_text(encoding="utf-8")
-    if 'id="data-model"' in text:
-        return
-    report.write_text(text.replace("</body>", line + "</body>", 1), encoding="utf-8")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DictionaryError
+from ..io_utils import clean_stale, temp_path
 
 SUSHI_VERSION = "3.21.0"
 DEFAULT_SUSHI = Path(os.environ.get("ONCOFHIR_SUSHI_HOME", Path.home() / ".cache" / "oncofhir" / "sushi"))
@@ -107,7 +108,8 @@ def pack(ig_dir: str | Path, output: str | Path) -> int:
         index.append(entry)
     files["package/.index.json"] = (json.dumps({"index-version": 1, "files": index}, indent=1) + "\n").encode()
     output = Path(output)
-    tmp = output.with_name(f".partial.{output.name}")
+    clean_stale(output)  # a temp name left by a killed run (io_utils.temp_path)
+    tmp = temp_path(output)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):

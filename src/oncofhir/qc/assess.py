@@ -6,7 +6,8 @@ every output, and the tests can check the assessment without parsing files.
 A center is assessed chunk by chunk so memory stays flat whatever its size: :func:`assess_chunk` scores the records
 of one chunk (everything per record: scores, gate, the drill-down lines), and :class:`CenterAccumulator` adds up
 what the center-level outputs need (counts per type, check and data access group; every record's score, 8 bytes
-each, for the median and histogram; the first failures and exclusions for the page). Every per-record number
+each, for the median and histogram; the first exclusions for the page; every hidden-value conflict, which are few:
+a value in a field the record's own answers hide). Every per-record number
 depends on that record alone, and the center's numbers are sums (or statistics of the full score array), so any
 chunk size gives the same bytes.
 """
@@ -29,6 +30,14 @@ HISTOGRAM_BINS = 10
 PREVIEW = 200
 
 FailureRow = tuple[int, str, str, str, str, str, str, str]
+#: A record whose hidden values contradict its answers: (row, record id, [(variable, value)]).
+Conflict = tuple[int, str, list[tuple[str, str]]]
+
+
+def labelled(labels: dict[str, dict[str, str]], variable: str, value: str) -> str:
+    """``1 = Female`` for a coded value with a label in ``labels`` (variable -> code -> label); else the value."""
+    label = labels.get(variable, {}).get(value)
+    return f"{value} = {label}" if label is not None else value
 
 
 @dataclass(slots=True)
@@ -43,6 +52,7 @@ class ChunkQC:
     type_rates: dict[str, NDArray[np.float64]]
     type_counts: dict[str, tuple[NDArray[np.int32], NDArray[np.int32]]]
     gate: GateResult
+    _conflicts: list[tuple[int, list[tuple[str, str]]]] | None = field(default=None, repr=False)
 
     @property
     def n_records(self) -> int:
@@ -61,6 +71,31 @@ class ChunkQC:
             rid = self.record_ids[r]
             out.append((self.row_numbers[r], rid, c.variable, c.id, c.type, c.dimension, value, c.message))
         return out
+
+    def failed_per_record(self) -> NDArray[np.int64]:
+        """How many checks each record of the chunk failed."""
+        return (self.result.status == FAIL).sum(axis=0)
+
+    def hidden_conflicts(self) -> list[tuple[int, list[tuple[str, str]]]]:
+        """Per record with any (chunk index, [(variable, value)]): values present although the record's own answers
+        hide the field (failed ``branching`` checks).
+
+        The FHIR bundle leaves such a value out (right: the answers say it does not apply), so the contradiction
+        shows nowhere else; only the hospital can say which side is wrong.
+        """
+        if self._conflicts is not None:  # the accumulator and send_back.tsv both ask
+            return self._conflicts
+        rows = [k for k, c in enumerate(self.result.checks) if c.type == "branching"]
+        if not rows:
+            self._conflicts = []
+            return []
+        records, which = np.nonzero((self.result.status[rows] == FAIL).T)
+        out: dict[int, list[tuple[str, str]]] = {}
+        for r, k in zip(records.tolist(), which.tolist(), strict=True):
+            variable = self.result.checks[rows[k]].variable
+            out.setdefault(r, []).append((variable, self.result.value(variable, r)))
+        self._conflicts = list(out.items())
+        return self._conflicts
 
 
 def assess_chunk(
@@ -110,8 +145,13 @@ class CenterQC:
     gate: GateSummary
     per_check: list[dict[str, Any]]
     group_counts: dict[str, dict[str, Any]]
-    failures_preview: list[FailureRow] = field(default_factory=list)
     excluded_preview: list[tuple[int, str, str, str]] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # variable -> code -> label (coded fields)
+
+    def labelled(self, variable: str, value: str) -> str:
+        """``1 = Female`` for a coded value with a label; the value itself otherwise."""
+        return labelled(self.labels, variable, value)
 
     @property
     def reported_types(self) -> list[str]:
@@ -190,6 +230,10 @@ class CenterQC:
             "groups": self.groups(),
             "per_check": self.per_check,
             "failures": int(sum(c["fail"] for c in self.per_check)),
+            "hidden_conflicts": {
+                "values": int(sum(c["fail"] for c in self.per_check if c["type"] == "branching")),
+                "records": len(self.conflicts),
+            },
         }
 
 
@@ -225,11 +269,14 @@ class CenterAccumulator:
         min_record_score: float,
         min_type_scores: dict[str, float],
         preview: int = PREVIEW,
+        labels: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.use_case, self.center, self.dictionary_version = use_case, center, dictionary_version
         self.weights, self.no_checks = weights, no_checks
         self.min_record_score, self.min_type_scores = min_record_score, min_type_scores
         self.preview = preview
+        self.labels = labels or {}
+        self.conflicts: list[Conflict] = []
         self.checks: list[Check] = []
         self.checked_types: list[str] = []
         self.n = 0
@@ -239,7 +286,6 @@ class CenterAccumulator:
         self.passes: NDArray[np.int64] | None = None
         self.scores: list[NDArray[np.float64]] = []
         self.groups: dict[str, dict[str, Any]] = {}
-        self.failures: list[FailureRow] = []
         self.excluded: list[tuple[int, str, str, str]] = []
 
     def add(self, chunk: ChunkQC) -> None:
@@ -271,8 +317,9 @@ class CenterAccumulator:
                 for t, (f, p) in chunk.type_counts.items():
                     fp = g["counts"].get(t, (0, 0))
                     g["counts"][t] = (fp[0] + int(f[members].sum()), fp[1] + int(p[members].sum()))
-        if len(self.failures) < self.preview:
-            self.failures += chunk.failure_rows(self.preview - len(self.failures))
+        self.conflicts += [
+            (chunk.row_numbers[r], chunk.record_ids[r], values) for r, values in chunk.hidden_conflicts()
+        ]
         if len(self.excluded) < self.preview:
             for i in np.flatnonzero(~passed)[: self.preview - len(self.excluded)].tolist():
                 score = pct(float(chunk.scores[i]))
@@ -313,6 +360,7 @@ class CenterAccumulator:
             gate,
             per_check,
             self.groups,
-            self.failures,
             self.excluded,
+            self.conflicts,
+            self.labels,
         )

@@ -1,42 +1,32 @@
 """The QC pages a person opens in a browser: one per center, one combining every center and use case.
 
-Self-contained on purpose (inline CSS and SVG, no JavaScript, no CDN): the pages hold patient-level drill-down,
-are read on machines without network access, and must not fetch anything. Every value that comes from data,
-dictionaries or configuration passes through :func:`html.escape`, so a value such as ``<script>`` is shown as text.
+Self-contained on purpose (inline CSS and SVG, one small inline script that filters the failure list, no CDN): the
+pages hold patient-level drill-down, are read on machines without network access, and must not fetch anything.
+The pages are Jinja2 templates (:mod:`oncofhir.pages`, autoescaped); the SVG charts are built here, every value
+from data, dictionaries or configuration through :func:`html.escape`, so a value such as ``<script>`` is text.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .assess import CenterQC
-from .model import TYPES
+import numpy as np
+from markupsafe import Markup
+
+from ..pages import render, stream
+from .assess import CenterQC, ChunkQC, labelled
+from .model import FAIL, TYPES
 from .scoring import pct, weight_text
 
-FAILURE_PREVIEW = 200
 LABEL_CHARS = 26  # chart labels longer than this are cut (the tables carry the full names)
 NO_CHECKS_TEXT = {
     "renormalise": "a type with no applicable check is left out of the score (weights renormalised)",
     "full_credit": "a type with no applicable check counts as fully passed",
 }
 EXCLUDED_PREVIEW = 200
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;
-color:#1d2733;line-height:1.4}
-h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d5dbe3}
-.sub{color:#5b6775;margin-top:0}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #d5dbe3;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eef2f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.total td{font-weight:600;background:#f6f8fa}
-.cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #d5dbe3;border-radius:6px;padding:.6em 1em}
-.card b{display:block;font-size:1.4em}.note{color:#5b6775;font-size:.9em}
-code{background:#f3f5f7;padding:0 .2em}
-"""
 
 
 def _e(value: object) -> str:
@@ -60,7 +50,7 @@ def _svg_open(width: int, height: int, title: str) -> str:
     )
 
 
-def bar_chart(items: Sequence[tuple[str, float | None, str]], title: str) -> str:
+def bar_chart(items: Sequence[tuple[str, float | None, str]], title: str) -> Markup:
     """Horizontal bars (0-100 %) as inline SVG; ``items`` are (label, percent or None, note)."""
     row, label_w, bar_w, note_w = 26, 190, 380, 230
     width, height = label_w + bar_w + note_w, row * len(items) + 8
@@ -77,10 +67,10 @@ def bar_chart(items: Sequence[tuple[str, float | None, str]], title: str) -> str
             out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="18" fill="{_colour(value)}"/>')
         out.append(f'<text x="{label_w + bar_w + 8}" y="{y + 16}" font-size="12">{_e(note)}</text>')
     out.append("</svg>")
-    return "".join(out)
+    return Markup("".join(out))  # noqa: S704 (every value in it went through _e)
 
 
-def histogram(counts: Sequence[int], edges: Sequence[int], title: str) -> str:
+def histogram(counts: Sequence[int], edges: Sequence[int], title: str) -> Markup:
     """Vertical bars of how many records score in each 10-point bin, as inline SVG."""
     col, plot_h, base = 46, 140, 170
     width, height = col * len(counts) + 20, base + 24
@@ -96,153 +86,116 @@ def histogram(counts: Sequence[int], edges: Sequence[int], title: str) -> str:
             f"{edges[k]}–{edges[k + 1]}</text>"
         )
     out.append("</svg>")
-    return "".join(out)
+    return Markup("".join(out))  # noqa: S704 (every value in it went through _e)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], numeric: set[int] | None = None) -> str:
-    numeric = numeric or set()
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = []
-    for r in rows:
-        cells = "".join(f'<td class="n">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>" for i, v in enumerate(r))
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def center_page(qc: CenterQC, failure_html: Iterable[str], summary: dict[str, Any] | None = None) -> Iterator[str]:
+    """The report of one center, in pieces to write as they come: hidden-value conflicts to send back first, Table 2
+    with its chart, score distribution, groups, checks, gate, and every failure (filterable), coded values with
+    their labels.
 
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
-    )
-
-
-def _score_table(rows: Sequence[Any], total: Any) -> str:
-    header = ["Dimension", "Type", "Fail", "Pass", "Total", "Weight", "Score"]
-    body = [
-        "".join(
-            [
-                f"<td>{_e(r.dimension)}</td><td>{_e(r.type)}</td>",
-                *(f'<td class="n">{_e(v)}</td>' for v in (r.fail, r.passed, r.total, weight_text(r.weight))),
-                f'<td class="n">{_e(pct(r.score))}</td>',
-            ]
-        )
-        for r in rows
-    ]
-    t = total
-    body.append(
-        f'<td colspan="2">Total</td><td class="n">{t.fail}</td><td class="n">{t.passed}</td>'
-        f'<td class="n">{t.total}</td>'
-        f'<td class="n">{_e(weight_text(t.weight))}</td><td class="n">{_e(pct(t.score))}</td>'
-    )
-    rows_html = "".join(f"<tr>{b}</tr>" for b in body[:-1]) + f'<tr class="total">{body[-1]}</tr>'
-    head = "".join(f"<th>{h}</th>" for h in header)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
-
-
-def _rate(fail: int, passed: int) -> float | None:
-    return 100.0 * passed / (fail + passed) if fail + passed else None
-
-
-def center_page(qc: CenterQC, summary: dict[str, Any] | None = None) -> str:
-    """The report of one center: Table 2 with its chart, score distribution, groups, checks, gate, drill-down.
-
-    ``summary`` is ``qc.summary()`` when the caller already has it.
+    ``failure_html`` is every failure's table row (:func:`failure_rows` of each chunk, in order), typically read back
+    from a temporary file, so the page's longest part never sits in memory whole. ``summary`` is ``qc.summary()``
+    when the caller already has it.
     """
     summary = summary or qc.summary()
-    title = f"Data quality: {qc.use_case} / {qc.center}"
     total = qc.table.total
     gate = qc.gate
-    parts = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">Dictionary {_e(qc.use_case)} version {_e(qc.dictionary_version)}; '
-        f"{len(qc.checks)} checks; {_e(NO_CHECKS_TEXT[qc.no_checks])}.</p>",
-        '<div class="cards">',
-        f'<div class="card">records<b>{qc.n_records}</b></div>',
-        f'<div class="card">score<b>{_e(pct(total.score))}</b></div>',
-        f'<div class="card">failed checks<b>{summary["failures"]}</b></div>',
-        f'<div class="card">passed the gate<b>{gate.passed}</b></div>',
-        f'<div class="card">excluded from FHIR<b>{gate.excluded}</b></div>',
-        "</div>",
-        "<h2>Scores (Table 2)</h2>",
-        _score_table(qc.table.rows, total),
-        '<p class="note">Score = 100 × Σ weight × pass rate / Σ weight over the types that count; each row shows its '
-        "share. Bars: pass rate of each type.</p>",
-    ]
     items: list[tuple[str, float | None, str]] = []
     for r in qc.table.rows:
         rate = _rate(r.fail, r.passed)
         note = f"{pct(rate)} pass, weight {weight_text(r.weight)}" if rate is not None else "no checks"
         items.append((r.type, rate, note))
     items.append(("score", total.score, pct(total.score)))
-    parts.append(bar_chart(items, f"Pass rate per check type, {qc.use_case} / {qc.center}"))
-    if qc.unscored_types:
-        parts.append("<h2>Flags (reported, not scored)</h2>")
-        parts.append(
-            _table(
-                ["Dimension", "Type", "Fail", "Pass", "Total", "What it means"],
-                [
-                    (u["dimension"], u["type"], u["fail"], u["pass"], u["total"], TYPES[u["type"]].description)
-                    for u in summary["unscored"]
-                ],
-                {2, 3, 4},
-            )
-        )
     hist = summary["record_scores"]["histogram"]
-    parts.append("<h2>Record scores</h2>")
-    parts.append(histogram(hist["counts"], hist["edges"], "Number of records per score band (%)"))
-    if hist["no_score"]:
-        parts.append(f'<p class="note">{hist["no_score"]} record(s) had no applicable check.</p>')
     groups = summary["groups"]
-    if len(groups) > 1 or (groups and groups[0]["dag"]):
-        parts.append("<h2>Data access groups</h2>")
-        parts.append(
-            _table(
-                ["Group", "Records", "Excluded", "Score"],
-                [(g["dag"] or "(none)", g["records"], g["excluded"], pct(g["score"])) for g in groups],
-                {1, 2, 3},
-            )
-        )
     failing = sorted((c for c in qc.per_check if c["fail"]), key=lambda c: (-c["fail"], c["id"]))
-    parts.append("<h2>Checks that failed</h2>")
-    if failing:
-        parts.append(
-            _table(
-                ["Check", "Dimension", "Fail", "Pass", "Not applicable", "Message"],
-                [(c["id"], c["dimension"], c["fail"], c["pass"], c["not_applicable"], c["message"]) for c in failing],
-                {2, 3, 4},
-            )
-        )
-    else:
-        parts.append("<p>No check failed.</p>")
-    parts.append("<h2>Quality gate</h2>")
-    minimums = ", ".join(f"{k} ≥ {v:g}" for k, v in gate.min_type_scores.items()) or "none"
-    parts.append(
-        f"<p>Records go on to FHIR when their score is at least {gate.min_record_score:g} and every type minimum "
-        f"is met (type minimums: {_e(minimums)}). {gate.excluded} excluded; full list in <code>gate.tsv</code>.</p>"
+    conflicts = [
+        (row, rid, "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)) for row, rid, values in qc.conflicts
+    ]
+    return stream(
+        "qc_center.html.j2",
+        title=f"Data quality: {qc.use_case} / {qc.center}",
+        dictionaries={qc.use_case: qc.dictionary_version},
+        nav=[("../../index.html", "all centers (QC index)"), ("../../../report/index.html", "run report")],
+        checks=len(qc.checks),
+        no_checks_text=NO_CHECKS_TEXT[qc.no_checks],
+        card_items=[
+            ("records", qc.n_records),
+            ("score", pct(total.score)),
+            ("failed checks", summary["failures"]),
+            ("hidden-value conflicts", summary["hidden_conflicts"]["values"]),
+            ("passed the gate", gate.passed),
+            ("excluded from FHIR", gate.excluded),
+        ],
+        conflicts=conflicts,
+        score_rows=[
+            (r.dimension, r.type, r.fail, r.passed, r.total, weight_text(r.weight), pct(r.score))
+            for r in [*qc.table.rows, total]
+        ],
+        chart=bar_chart(items, f"Pass rate per check type, {qc.use_case} / {qc.center}"),
+        unscored=[
+            (u["dimension"], u["type"], u["fail"], u["pass"], u["total"], TYPES[u["type"]].description)
+            for u in summary["unscored"]
+        ],
+        histogram=histogram(hist["counts"], hist["edges"], "Number of records per score band (%)"),
+        no_score=hist["no_score"],
+        groups=[(g["dag"] or "(none)", g["records"], g["excluded"], pct(g["score"])) for g in groups]
+        if len(groups) > 1 or (groups and groups[0]["dag"])
+        else [],
+        failing=[(c["id"], c["dimension"], c["fail"], c["pass"], c["not_applicable"], c["message"]) for c in failing],
+        gate_min=f"{gate.min_record_score:g}",
+        gate_types=", ".join(f"{k} ≥ {v:g}" for k, v in gate.min_type_scores.items()) or "none",
+        excluded_count=gate.excluded,
+        excluded=qc.excluded_preview[:EXCLUDED_PREVIEW],
+        failure_count=summary["failures"],
+        failure_rows=(Markup(part) for part in failure_html),  # noqa: S704 (made by failure_rows: escaped)
     )
-    excluded = qc.excluded_preview[:EXCLUDED_PREVIEW]
-    if excluded:
-        parts.append(_table(["Row", "Record", "Score", "Reason"], excluded, {0, 2}))
-    rows = qc.failures_preview[:FAILURE_PREVIEW]
-    parts.append("<h2>Failures, record by record</h2>")
-    parts.append(
-        f'<p class="note">The first {len(rows)} of {summary["failures"]} failed checks; all of them are in '
-        "<code>failures.tsv</code>, the file to send back to the hospital.</p>"
-    )
-    if rows:
-        parts.append(_table(["Row", "Record", "Variable", "Check", "Type", "Dimension", "Value", "Message"], rows, {0}))
-    return _page(title, "".join(parts))
 
 
-def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, Any]]) -> str:
-    """The combined page: pooled score per use case, then every center with a link to its report.
+def failure_rows(chunk: ChunkQC, labels: dict[str, dict[str, str]]) -> str:
+    """Every failed check of a chunk as escaped table rows (row, record, variable, check, labelled value), record by
+    record; ``labels`` is variable -> code -> label.
+
+    Built here rather than in the template: a 20,000-record center has ~100,000 failures, and joining strings made
+    once per record, check and distinct value is ~50 times faster than a template loop over every cell.
+    """
+    result = chunk.result
+    records, which = np.nonzero((result.status == FAIL).T)
+    heads = [
+        f'<tr><td class="n">{row}</td><td>{_e(rid)}</td>'
+        for row, rid in zip(chunk.row_numbers, chunk.record_ids, strict=True)
+    ]
+    middles = [f"<td>{_e(c.variable)}</td><td>{_e(c.id)}</td><td>" for c in result.checks]
+    # Each distinct value is labelled and escaped once, and only if some failure shows it.
+    codes: dict[str, list[int]] = {}
+    for k in set(which.tolist()):
+        var = result.checks[k].variable
+        if var not in codes:
+            codes[var] = result.columns[var].codes.tolist()
+    shown: dict[tuple[str, int], str] = {}
+    rows = []
+    for r, k in zip(records.tolist(), which.tolist(), strict=True):
+        var = result.checks[k].variable
+        key = (var, codes[var][r])
+        text = shown.get(key)
+        if text is None:
+            text = shown[key] = _e(labelled(labels, var, result.columns[var].uniques[key[1]]))
+        rows.append(heads[r] + middles[k] + text + "</td></tr>\n")
+    return "".join(rows)
+
+
+def _rate(fail: int, passed: int) -> float | None:
+    return 100.0 * passed / (fail + passed) if fail + passed else None
+
+
+def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, Any]], min_score: float = 80.0) -> str:
+    """The combined page: pooled score per use case, then every center with a link to its report; a center below
+    ``min_score`` is flagged.
 
     ``centers`` are qc.json summaries with an added ``link``; ``use_cases`` are pooled rows with ``use_case``,
     ``centers``, ``records``, ``excluded`` and a ``table`` (:class:`~oncofhir.qc.scoring.ScoreTable`).
     """
-    title = "Data quality: all use cases and centers"
-    parts = [f"<h1>{_e(title)}</h1>", f'<p class="sub">{len(centers)} centers, {len(use_cases)} use cases.</p>']
     items: list[tuple[str, float | None, str]] = []
     for u in use_cases:
         note = f"{pct(u['table'].total.score)}, {u['records']} records, all centers"
@@ -251,35 +204,46 @@ def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, 
             if c["use_case"] == u["use_case"]:
                 note = f"{pct(c['total']['score'])}, {c['records']} records"
                 items.append((f"{c['use_case']} / {c['center']}", c["total"]["score"], note))
-    parts.append(bar_chart(items, "Score per use case and center"))
     types = sorted({r.type for u in use_cases for r in u["table"].rows}, key=list(TYPES).index)
-    parts.append("<h2>Per use case (all centers pooled)</h2>")
-    rows = []
+    use_case_rows = []
     for u in use_cases:
         by_type = {r.type: r for r in u["table"].rows}
         rates = [pct(_rate(by_type[t].fail, by_type[t].passed)) if t in by_type else "" for t in types]
-        rows.append((u["use_case"], u["centers"], u["records"], u["excluded"], *rates, pct(u["table"].total.score)))
-    numeric = set(range(1, 5 + len(types)))
-    parts.append(
-        _table(["Use case", "Centers", "Records", "Excluded", *(f"{t} pass" for t in types), "Score"], rows, numeric)
-    )
-    parts.append("<h2>Per center</h2>")
-    head = ["Use case", "Center", "Records", "Failed checks", "Excluded", *(f"{t} pass" for t in types), "Score"]
-    body = []
+        use_case_rows.append(
+            (u["use_case"], u["centers"], u["records"], u["excluded"], *rates, pct(u["table"].total.score))
+        )
+    rows = []
     for c in centers:
         by_type = {r["type"]: r for r in c["table"]}
         rates = [pct(_rate(by_type[t]["fail"], by_type[t]["pass"])) if t in by_type else "" for t in types]
-        cells = [
-            f"<td>{_e(c['use_case'])}</td>",
-            f'<td><a href="{_e(quote(c["link"]))}">{_e(c["center"])}</a></td>',
-            *(f'<td class="n">{_e(v)}</td>' for v in (c["records"], c["failures"], c["gate"]["excluded"], *rates)),
-            f'<td class="n">{_e(pct(c["total"]["score"]))}</td>',
-        ]
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    head_html = "".join(f"<th>{_e(h)}</th>" for h in head)
-    parts.append(f"<table><thead><tr>{head_html}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-    parts.append(
-        '<p class="note">Pass rates are pass / (pass + fail) over the checks that applied. The use-case score pools '
-        "the centers' counts and applies the same weights (docs/qc.md).</p>"
+        score = c["total"]["score"]
+        rows.append(
+            {
+                "use_case": c["use_case"],
+                "center": c["center"],
+                "href": quote(c["link"]),
+                "numbers": [c["records"], c["failures"], c["gate"]["excluded"], *rates],
+                "score": pct(score),
+                "low": score is not None and round(score, 2) < min_score,
+            }
+        )
+    return render(
+        "qc_index.html.j2",
+        title="Data quality: all use cases and centers",
+        dictionaries={c["use_case"]: c["dictionary_version"] for c in centers},
+        nav=[("../report/index.html", "run report")],
+        centers=rows,
+        use_case_rows=use_case_rows,
+        use_case_head=["Use case", "Centers", "Records", "Excluded", *(f"{t} pass" for t in types), "Score"],
+        center_head=[
+            "Use case",
+            "Center",
+            "Records",
+            "Failed checks",
+            "Excluded",
+            *(f"{t} pass" for t in types),
+            "Score",
+        ],
+        chart=bar_chart(items, "Score per use case and center"),
+        min_score=f"{min_score:g}",
     )
-    return _page(title, "".join(parts))

@@ -1,7 +1,9 @@
 """The QC stage as two plain functions: one (use case, center), and the page combining all of them.
 
 A center is read and checked in chunks of rows (:func:`iter_columns`), so a 500 MB export needs no more memory
-than a small one; see :mod:`oncofhir.qc.assess` for why the outputs do not depend on the chunk size.
+than a small one; see :mod:`oncofhir.qc.assess` for why the outputs do not depend on the chunk size. The page
+lists every failure by design: each chunk's rows go to an anonymous temporary file and are streamed into the
+template, so that list costs disk, not memory (the page itself can be large: ~100 bytes per failure).
 
 Configuration is validated before any data is read, so a typo in a weight fails the job with a message naming
 the key rather than after minutes of work.
@@ -14,6 +16,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,16 +27,16 @@ from numpy.typing import NDArray
 from ..dictionary.compiled import load_compiled
 from ..errors import ConfigError, OncofhirError
 from ..ingest import allow_large_fields
-from ..io_utils import private_dir, write_private
+from ..io_utils import no_space, private_dir, private_writer, write_private
 from .assess import CenterAccumulator, assess_chunk, reported_types
 from .checks import run_checks
 from .gate import check_gate
-from .html import EXCLUDED_PREVIEW, FAILURE_PREVIEW, center_page, index_page
+from .html import EXCLUDED_PREVIEW, center_page, failure_rows, index_page
 from .model import DEFAULT_NO_CHECKS
 from .scoring import check_policy, resolve_weights, score_table
 from .writers import RecordTables, write_tables
 
-OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "qc.json", "report.html", "gate.tsv")
+OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "send_back.tsv", "qc.json", "report.html", "gate.tsv")
 
 
 #: Cells of the records table per QC chunk (rows per chunk = this / columns): ~1,000,000 cells keep a chunk's
@@ -108,7 +111,7 @@ def stage_qc(
     no_checks: str = DEFAULT_NO_CHECKS,
     chunk_rows: int | None = None,
 ) -> dict[str, Any]:
-    """Check one center's records against its dictionary; write the six QC outputs into ``out_dir``.
+    """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
     on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
@@ -121,6 +124,7 @@ def stage_qc(
     threshold, minimums = check_gate(min_record_score, min_type_scores)
     dd = load_compiled(compiled_json)
     out = private_dir(out_dir)
+    labels = {f.name: f.choices for f in dd.fields.values() if f.choices}
     total = CenterAccumulator(
         use_case=dd.use_case,
         center=center,
@@ -129,10 +133,12 @@ def stage_qc(
         no_checks=policy,
         min_record_score=threshold,
         min_type_scores=minimums,
-        preview=max(FAILURE_PREVIEW, EXCLUDED_PREVIEW),
+        preview=EXCLUDED_PREVIEW,
+        labels=labels,
     )
     tables: RecordTables | None = None
     with contextlib.ExitStack() as stack:
+        page_rows = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out))
         for row_numbers, dags, columns in iter_columns(records_csv, chunk_rows):
             n = len(row_numbers)
             result = run_checks(dd, columns, n)
@@ -148,14 +154,21 @@ def stage_qc(
             )
             if tables is None:
                 types = reported_types(resolved, list(chunk.type_counts))
-                tables = stack.enter_context(RecordTables(out, types))
+                tables = stack.enter_context(RecordTables(out, types, labels))
             tables.add(chunk)
             total.add(chunk)
+            try:
+                page_rows.write(failure_rows(chunk, labels))
+            except OSError as exc:
+                raise no_space(exc, out / "report.html") or exc from None
             del result, chunk, columns
-    qc = total.finish()
-    summary = qc.summary()
-    write_tables(qc, out, summary)
-    write_private(out / "report.html", center_page(qc, summary).encode("utf-8"))
+        qc = total.finish()
+        summary = qc.summary()
+        write_tables(qc, out, summary)
+        page_rows.seek(0)
+        with private_writer(out / "report.html") as page:
+            for piece in center_page(qc, iter(lambda: page_rows.read(1 << 20), ""), summary):
+                page.write(piece.encode("utf-8"))
     return {
         "use_case": dd.use_case,
         "center": center,
@@ -167,8 +180,9 @@ def stage_qc(
     }
 
 
-def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
-    """The combined page: every center's scores, and each use case's score from its centers' pooled counts.
+def write_qc_index(qc_json_paths: list[str], out_html: str, *, min_score: float = 80.0) -> dict[str, Any]:
+    """The combined page: every center's scores, and each use case's score from its centers' pooled counts; a
+    center scoring below ``min_score`` (``qc.min_center_score``) is flagged.
 
     Centers of one use case must have been scored with the same weights and policy (one config), else pooling
     would mix incomparable numbers: that is an error.
@@ -210,7 +224,7 @@ def write_qc_index(qc_json_paths: list[str], out_html: str) -> dict[str, Any]:
             }
         )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(out_path, index_page(centers, use_cases).encode("utf-8"))
+    write_private(out_path, index_page(centers, use_cases, min_score).encode("utf-8"))
     return {
         "centers": len(centers),
         "use_cases": {u["use_case"]: u["table"].total.score for u in use_cases},

@@ -1,10 +1,14 @@
 """Plain-text QC outputs: Table 2 (``scores.tsv``), per-record scores, the failure drill-down, the gate, JSON.
 
 The per-record tables are written chunk by chunk (:class:`RecordTables`): a header, then each chunk's lines.
+``send_back.tsv`` puts records with hidden-value conflicts first: their lines are kept in memory (such records are
+few, and :class:`~oncofhir.qc.assess.CenterQC` holds them anyway for ``qc.json`` and the page), the other records'
+lines go to an anonymous temporary file (0600, gone with the process) copied in after them. Memory stays bounded by
+the chunk, and the file does not depend on the chunk size.
 
 They hold record ids and values (personal data), so every file is written 0600 and atomically
-(:func:`oncofhir.io_utils.write_private`). TSV cells escape backslash, tab, CR and LF as ``\\\\``, ``\\t``, ``\\r``,
-``\\n`` (the convention of ``rejects.tsv``), so a value can never break a line or a column.
+(:func:`oncofhir.io_utils.write_private`). Every TSV goes through :mod:`oncofhir.tsv`: cells are escaped (a value can
+never break a line or a column) and formula injection is neutralised (``failures.tsv`` goes back to the hospital).
 """
 
 from __future__ import annotations
@@ -12,38 +16,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..io_utils import private_writer, write_private
-from .assess import CenterQC, ChunkQC
+from ..io_utils import no_space, private_writer, write_private
+from ..tsv import cell, cells, to_bytes
+from .assess import CenterQC, ChunkQC, labelled
 from .model import FAIL
 from .scoring import ScoreTable, pct, weight_text
 
 SCORES_COLUMNS = ["Dimension", "Type", "Fail", "Pass", "Total", "Weight", "Score"]
 FAILURES_COLUMNS = ["row", "record_id", "variable", "check", "type", "dimension", "value", "message"]
 GATE_COLUMNS = ["row", "record_id", "score", "passed", "reason"]
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_SPECIAL = re.compile(r"[\\\t\n\r]")
-
-
-def cell(text: object) -> str:
-    """One TSV cell, escaped."""
-    return str(text).translate(_ESCAPES)
-
-
-def _cells(values: list[str]) -> list[str]:
-    """Escape a column of cells, translating only the few that need it."""
-    return [v.translate(_ESCAPES) if _SPECIAL.search(v) else v for v in values]
-
-
-def _lines(rows: Iterable[Iterable[object]]) -> bytes:
-    return ("\n".join("\t".join(cell(c) for c in row) for row in rows) + "\n").encode("utf-8")
+SEND_BACK_COLUMNS = ["row", "record_id", "hidden_conflicts", "conflicting_values", "other_failures"]
 
 
 def numbers(values: NDArray[np.float64]) -> list[str]:
@@ -58,10 +49,11 @@ def numbers(values: NDArray[np.float64]) -> list[str]:
 
 def table_tsv(table: ScoreTable) -> bytes:
     """Table 2 exactly: Dimension, Type, Fail, Pass, Total, Weight, Score; then the Total row."""
-    rows: list[list[object]] = [SCORES_COLUMNS]
-    for r in [*table.rows, table.total]:
-        rows.append([r.dimension, r.type, r.fail, r.passed, r.total, weight_text(r.weight), pct(r.score)])
-    return _lines(rows)
+    rows = [
+        [r.dimension, r.type, r.fail, r.passed, r.total, weight_text(r.weight), pct(r.score)]
+        for r in [*table.rows, table.total]
+    ]
+    return to_bytes(SCORES_COLUMNS, rows)
 
 
 def scores_tsv(qc: CenterQC) -> bytes:
@@ -72,7 +64,7 @@ def scores_tsv(qc: CenterQC) -> bytes:
 def records_header(types: list[str]) -> bytes:
     """The header of ``records.tsv`` for the reported types."""
     header = ["row", "record_id", "dag", "score", *(f"{t}_{k}" for t in types for k in ("fail", "pass", "score"))]
-    return ("\t".join(header) + "\n").encode("utf-8")
+    return to_bytes(header, [])
 
 
 def records_lines(chunk: ChunkQC, types: list[str]) -> bytes:
@@ -83,8 +75,8 @@ def records_lines(chunk: ChunkQC, types: list[str]) -> bytes:
     zeros = np.zeros(n, dtype=np.int32)
     cols: list[list[str]] = [
         [str(x) for x in chunk.row_numbers],
-        _cells(chunk.record_ids),
-        _cells(chunk.dags),
+        cells(chunk.record_ids),
+        cells(chunk.dags),
         numbers(chunk.scores),
     ]
     for t in types:
@@ -97,7 +89,7 @@ def records_lines(chunk: ChunkQC, types: list[str]) -> bytes:
 
 def failures_header() -> bytes:
     """The header of ``failures.tsv``."""
-    return ("\t".join(FAILURES_COLUMNS) + "\n").encode("utf-8")
+    return to_bytes(FAILURES_COLUMNS, [])
 
 
 def failures_lines(chunk: ChunkQC) -> bytes:
@@ -105,7 +97,7 @@ def failures_lines(chunk: ChunkQC) -> bytes:
     result = chunk.result
     checks = result.checks
     records, which = np.nonzero((result.status == FAIL).T)  # row-major over records: sorted by record, then check
-    prefix = [f"{row}\t{rid}\t" for row, rid in zip(chunk.row_numbers, _cells(chunk.record_ids), strict=True)]
+    prefix = [f"{row}\t{rid}\t" for row, rid in zip(chunk.row_numbers, cells(chunk.record_ids), strict=True)]
     middle = [f"{cell(c.variable)}\t{cell(c.id)}\t{c.type}\t{c.dimension}\t" for c in checks]
     suffix = [f"\t{cell(c.message)}\n" for c in checks]
     # Values are escaped once per distinct value of each variable that has a failure.
@@ -115,7 +107,7 @@ def failures_lines(chunk: ChunkQC) -> bytes:
         var = checks[k].variable
         if var not in escaped:
             col = result.columns[var]
-            escaped[var], codes[var] = _cells(col.uniques), col.codes.tolist()
+            escaped[var], codes[var] = cells(col.uniques), col.codes.tolist()
     by_check = [(escaped.get(c.variable, []), codes.get(c.variable, [])) for c in checks]
     out = []
     append = out.append
@@ -127,7 +119,7 @@ def failures_lines(chunk: ChunkQC) -> bytes:
 
 def gate_header() -> bytes:
     """The header of ``gate.tsv``."""
-    return ("\t".join(GATE_COLUMNS) + "\n").encode("utf-8")
+    return to_bytes(GATE_COLUMNS, [])
 
 
 def gate_lines(chunk: ChunkQC) -> bytes:
@@ -135,9 +127,61 @@ def gate_lines(chunk: ChunkQC) -> bytes:
     gate = chunk.gate
     passed = ["yes" if p else "no" for p in gate.passed.tolist()]
     columns = zip(
-        chunk.row_numbers, _cells(chunk.record_ids), numbers(chunk.scores), passed, _cells(gate.reasons), strict=True
+        chunk.row_numbers, cells(chunk.record_ids), numbers(chunk.scores), passed, cells(gate.reasons), strict=True
     )
     return "".join(f"{r}\t{i}\t{s}\t{p}\t{why}\n" for r, i, s, p, why in columns).encode("utf-8")
+
+
+def send_back_lines(chunk: ChunkQC, labels: dict[str, dict[str, str]]) -> tuple[bytes, bytes]:
+    """The chunk's ``send_back.tsv`` lines: (records with hidden-value conflicts, the other records with a failed
+    check), each in record order.
+
+    ``conflicting_values`` lists ``variable: value`` with the code's label (``her2_fish: 1 = Positive``);
+    ``other_failures`` counts the record's other failed checks, which ``failures.tsv`` details.
+    """
+    conflicts = dict(chunk.hidden_conflicts())
+    failed = chunk.failed_per_record()
+    counts = failed.tolist()
+    ids = chunk.record_ids
+    first, rest = [], []
+    for r in np.flatnonzero(failed).tolist():
+        values = conflicts.get(r, ())
+        text = cell("; ".join(f"{v}: {labelled(labels, v, x)}" for v, x in values)) if values else ""
+        line = f"{chunk.row_numbers[r]}\t{cell(ids[r])}\t{len(values)}\t{text}\t{counts[r] - len(values)}\n"
+        (first if values else rest).append(line)
+    return "".join(first).encode("utf-8"), "".join(rest).encode("utf-8")
+
+
+class SendBack:
+    """``send_back.tsv`` in the making: one line per record with a failed check, hidden-value conflicts first."""
+
+    def __init__(self, path: Path, spool: IO[bytes], labels: dict[str, dict[str, str]]) -> None:
+        self.path, self.spool, self.labels = path, spool, labels
+        self.first: list[bytes] = []
+
+    def add(self, chunk: ChunkQC) -> None:
+        """Keep the chunk's conflict lines; spool the others."""
+        first, rest = send_back_lines(chunk, self.labels)
+        if first:
+            self.first.append(first)
+        try:
+            self.spool.write(rest)
+        except OSError as exc:
+            raise no_space(exc, self.path) or exc from None
+
+
+@contextlib.contextmanager
+def send_back_writer(path: Path, labels: dict[str, dict[str, str]]) -> Iterator[SendBack]:
+    """A :class:`SendBack` whose file is written (atomically, 0600) when the block completes: header, the records
+    with conflicts, then the spooled others."""
+    with tempfile.TemporaryFile(dir=path.parent) as spool:
+        send_back = SendBack(path, spool, labels)
+        yield send_back
+        spool.seek(0)
+        with private_writer(path) as out:
+            out.write(to_bytes(SEND_BACK_COLUMNS, []))
+            out.writelines(send_back.first)
+            shutil.copyfileobj(spool, out, 1 << 20)
 
 
 def dump_json(obj: Any) -> bytes:
@@ -146,14 +190,16 @@ def dump_json(obj: Any) -> bytes:
 
 
 class RecordTables:
-    """``records.tsv``, ``failures.tsv`` and ``gate.tsv`` written chunk by chunk (0600, renamed when complete)."""
+    """``records.tsv``, ``failures.tsv``, ``gate.tsv`` and ``send_back.tsv`` written chunk by chunk (0600, renamed
+    when complete); ``labels`` (variable -> code -> label) label the values in ``send_back.tsv``."""
 
-    def __init__(self, out_dir: Path, types: list[str]) -> None:
+    def __init__(self, out_dir: Path, types: list[str], labels: dict[str, dict[str, str]] | None = None) -> None:
         self._stack = contextlib.ExitStack()
         self.types = types
         self.records = self._stack.enter_context(private_writer(out_dir / "records.tsv"))
         self.failures = self._stack.enter_context(private_writer(out_dir / "failures.tsv"))
         self.gate = self._stack.enter_context(private_writer(out_dir / "gate.tsv"))
+        self.send_back = self._stack.enter_context(send_back_writer(out_dir / "send_back.tsv", labels or {}))
         self.records.write(records_header(types))
         self.failures.write(failures_header())
         self.gate.write(gate_header())
@@ -163,6 +209,7 @@ class RecordTables:
         self.records.write(records_lines(chunk, self.types))
         self.failures.write(failures_lines(chunk))
         self.gate.write(gate_lines(chunk))
+        self.send_back.add(chunk)
 
     def __enter__(self) -> RecordTables:
         return self

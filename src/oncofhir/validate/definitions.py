@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OncofhirError
+from ..paths import FHIR_DEFINITIONS
 
-#: resources/fhir beside src/ (the package is installed from the repository, like resources/ontologies).
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "resources" / "fhir"
+#: resources/fhir, bundled with the package (:mod:`oncofhir.paths`): found from any folder, installed or editable.
+DEFAULT_DIR = FHIR_DEFINITIONS
 PRIMITIVES_JSON = {
     "boolean": (bool,),
     "integer": (int,),

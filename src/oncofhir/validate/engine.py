@@ -25,9 +25,10 @@ from typing import Any
 import orjson
 
 from ..dictionary.compiled import CompiledDictionary
+from ..paths import ONTOLOGIES
 from . import cardinality
 from . import references as refs_layer
-from .definitions import DEFAULT_DIR, Definitions, load_definitions
+from .definitions import Definitions, load_definitions
 from .invariants import DEFAULT_SUPPRESSED, Invariants, normalized_entry, normalized_shell, type_path_of
 from .issues import Issue
 from .profile import Profile
@@ -36,7 +37,7 @@ from .terminology import Terminology
 from .ucum import Ucum
 from .walk import Node, member, walk
 
-DEFAULT_ONTOLOGIES = DEFAULT_DIR.parent / "ontologies"
+DEFAULT_ONTOLOGIES = ONTOLOGIES
 _URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PLACEHOLDER_REF = "urn:uuid:00000000-0000-0000-0000-000000000000"
 PLACEHOLDER_VALUE = "masked"

@@ -8,6 +8,7 @@ messages, speed, and a one-line summary for the workflow report). With ``fail_on
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -18,17 +19,21 @@ import orjson
 
 from ..dictionary import load_compiled
 from ..errors import InputDataError, OncofhirError
-from ..io_utils import write_private
+from ..io_utils import private_writer, write_private
+from ..paths import DICTIONARIES, ONTOLOGIES
+from ..tsv import cell
 from . import hl7
 from .engine import DEFAULT_ONTOLOGIES, ValidationContext, validate_bundle
 from .issues import LAYERS, SEVERITIES, Issue
 
-COLUMNS = ("source", "bundle", "layer", "rule", "severity", "code", "location", "message")
+COLUMNS = ("record_id", "pseudonym", "source", "bundle", "layer", "rule", "severity", "code", "location", "message")
 
 
 def read_bundles(paths: Iterable[str | Path]) -> Iterator[tuple[str, Any]]:
     """(source, parsed JSON) for every bundle in files (``.json`` or ``.ndjson``) and folders (their ``*.json``)."""
     for path in map(Path, paths):
+        if not path.exists():
+            raise InputDataError("no such file or folder", path=str(path))
         if path.is_dir():
             yield from read_bundles(sorted(path.glob("*.json")))
         elif path.suffix == ".ndjson":
@@ -36,10 +41,8 @@ def read_bundles(paths: Iterable[str | Path]) -> Iterator[tuple[str, Any]]:
                 for n, line in enumerate(handle, start=1):
                     if line.strip():
                         yield f"{path.name}:{n}", _parse(line, f"{path}:{n}")
-        elif path.exists():
-            yield path.name, _parse(path.read_bytes(), str(path))
         else:
-            raise InputDataError("no such file or folder", path=str(path))
+            yield path.name, _parse(path.read_bytes(), str(path))
 
 
 def _parse(data: bytes, where: str) -> Any:
@@ -70,28 +73,66 @@ def validate_all(
 
 
 def summarize(
-    rows: list[dict[str, Any]], bundles: int, bad: set[str], expected: Counter[str] | None = None
+    rows: Iterable[dict[str, Any]], bundles: int, bad: set[str], expected: Counter[str] | None = None
 ) -> dict[str, Any]:
     """Counts by severity, layer and rule (with each rule's layer and severities)."""
-    by_severity = Counter(r["severity"] for r in rows)
-    by_layer: dict[str, Counter[str]] = {}
-    by_rule: dict[str, dict[str, Any]] = {}
+    tally = _Tally()
     for r in rows:
-        by_layer.setdefault(r["layer"], Counter())[r["severity"]] += 1
-        entry = by_rule.setdefault(f"{r['layer']}/{r['rule']}", {"layer": r["layer"], "rule": r["rule"]})
+        tally.add(r)
+    return tally.summary(bundles, bad, expected)
+
+
+class _Tally:
+    """The counts :func:`summarize` reports, added up one issue at a time (the stage never holds its issues)."""
+
+    def __init__(self) -> None:
+        self.issues = 0
+        self.by_severity: Counter[str] = Counter()
+        self.by_layer: dict[str, Counter[str]] = {}
+        self.by_rule: dict[str, dict[str, Any]] = {}
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.issues += 1
+        self.by_severity[r["severity"]] += 1
+        self.by_layer.setdefault(r["layer"], Counter())[r["severity"]] += 1
+        entry = self.by_rule.setdefault(f"{r['layer']}/{r['rule']}", {"layer": r["layer"], "rule": r["rule"]})
         entry[r["severity"]] = entry.get(r["severity"], 0) + 1
-    errors = by_severity["error"] + by_severity["fatal"]
-    return {
-        "bundles": bundles,
-        "bundles_with_errors": len(bad),
-        "issues": len(rows),
-        "errors": errors,
-        "by_severity": {s: by_severity[s] for s in SEVERITIES},
-        "by_layer": {layer: dict(by_layer[layer]) for layer in LAYERS if layer in by_layer},
-        "by_rule": dict(sorted(by_rule.items())),
-        "hl7_expected_offline": dict(sorted((expected or Counter()).items())),
-        "valid": errors == 0,
-    }
+
+    def summary(self, bundles: int, bad: set[str], expected: Counter[str] | None) -> dict[str, Any]:
+        by_severity, by_layer = self.by_severity, self.by_layer
+        errors = by_severity["error"] + by_severity["fatal"]
+        return {
+            "bundles": bundles,
+            "bundles_with_errors": len(bad),
+            "issues": self.issues,
+            "errors": errors,
+            "by_severity": {s: by_severity[s] for s in SEVERITIES},
+            "by_layer": {layer: dict(by_layer[layer]) for layer in LAYERS if layer in by_layer},
+            "by_rule": dict(sorted(self.by_rule.items())),
+            "hl7_expected_offline": dict(sorted((expected or Counter()).items())),
+            "valid": errors == 0,
+        }
+
+
+class _IssueFiles:
+    """``issues.json`` and ``issues.tsv`` written one issue at a time, the same bytes as dumping the whole list
+    (``orjson`` with two-space indent; :func:`_tsv`), so a center's validation holds no list of its issues: a
+    warning per bundle is millions of issues for a large center."""
+
+    def __init__(self, stack: contextlib.ExitStack, out: Path) -> None:
+        self.json = stack.enter_context(private_writer(out / "issues.json"))
+        self.tsv = stack.enter_context(private_writer(out / "issues.tsv"))
+        self.tsv.write(_tsv_header())
+        self.tally = _Tally()
+
+    def add(self, row: dict[str, Any]) -> None:
+        element = b"  " + orjson.dumps(row, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+        self.json.write((b",\n" if self.tally.issues else b"[\n") + element)
+        self.tsv.write(_tsv_lines([row]))
+        self.tally.add(row)
+
+    def close(self) -> None:
+        self.json.write(b"\n]\n" if self.tally.issues else b"[]\n")
 
 
 def stage_validate(
@@ -104,44 +145,53 @@ def stage_validate(
     ontologies: str | Path | None = DEFAULT_ONTOLOGIES,
     definitions: str | Path | None = None,
     center: str | None = None,
+    index: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Validate a center's bundles (a folder of ``*.json`` or an NDJSON file) and write the report."""
+    """Validate a center's bundles (a folder of ``*.json`` or an NDJSON file) and write the report.
+
+    ``index`` (the FHIR stage's ``<center>.index.tsv``) names each bundle's record id and pseudonym in the issues:
+    the NDJSON the ``source`` column points into is deleted once encrypted, and a data manager acts on record ids.
+    The report stays local (never deposited), like the index.
+    """
     dd = load_compiled(compiled_json)
+    who = read_index(index) if index is not None else {}
     context = ValidationContext.create(dd, ontologies=ontologies, definitions=definitions)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     center = center or out.name
-    rows: list[dict[str, Any]] = []
     bad: set[str] = set()
     count = 0
-    start = time.perf_counter()
-    for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
-        count += 1
-        for issue in issues:
-            rows.append(_row(source, bundle_id, issue))
-            if issue.is_error:
-                bad.add(bundle_id or source)
-    seconds = time.perf_counter() - start
-    expected: Counter[str] = Counter()
-    hl7_info: dict[str, Any] = {"ran": False}
-    if hl7_outcome is not None:
-        outcome = hl7.read(hl7_outcome)
-        expected = outcome.expected
-        hl7_info = {"ran": True, "files": outcome.files, "issues": len(outcome.issues)}
-        ids: dict[str, str] = {}
-        for path, issue in outcome.issues:
-            if path not in ids:
-                ids[path] = _bundle_id(path)
-            rows.append(_row(Path(path).name, ids[path], issue))
-            if issue.is_error:
-                bad.add(ids[path] or Path(path).name)
+    with contextlib.ExitStack() as stack:
+        files = _IssueFiles(stack, out)
+        start = time.perf_counter()
+        for source, bundle_id, issues in validate_all(read_bundles([bundles]), context):
+            count += 1
+            for issue in issues:
+                files.add(_row(source, bundle_id, issue, who))
+                if issue.is_error:
+                    bad.add(bundle_id or source)
+        seconds = time.perf_counter() - start
+        expected: Counter[str] = Counter()
+        hl7_info: dict[str, Any] = {"ran": False}
+        if hl7_outcome is not None:
+            outcome = hl7.read(hl7_outcome)
+            expected = outcome.expected
+            hl7_info = {"ran": True, "files": outcome.files, "issues": len(outcome.issues)}
+            ids: dict[str, str] = {}
+            for path, issue in outcome.issues:
+                if path not in ids:
+                    ids[path] = _bundle_id(path)
+                files.add(_row(Path(path).name, ids[path], issue, who))
+                if issue.is_error:
+                    bad.add(ids[path] or Path(path).name)
+        files.close()
     summary = {
         "use_case": dd.use_case,
         "center": center,
         "dictionary_version": dd.version,
         "fhir": f"{context.defs.package}#{context.defs.version}",
         "suppressed_rules": sorted(context.suppressed),
-        **summarize(rows, count, bad, expected),
+        **files.tally.summary(count, bad, expected),
         "hl7_validator": hl7_info,
         "cache": dict(context.stats),
     }
@@ -149,8 +199,6 @@ def stage_validate(
     # Timing goes to the returned dict (the job's log), not to summary.json: outputs must not change between
     # identical runs (reruns, and a SLURM run compared byte for byte with a local one).
     timing = {"seconds": round(seconds, 2), "bundles_per_second": round(count / seconds, 1) if seconds else None}
-    write_private(out / "issues.json", orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
-    write_private(out / "issues.tsv", _tsv(rows))
     write_private(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     if fail_on_error and not summary["valid"]:
         raise OncofhirError(
@@ -166,8 +214,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     sev = summary["by_severity"]
     hl7_part = " + HL7 validator" if summary.get("hl7_validator", {}).get("ran") else ""
     status = "valid" if summary["valid"] else f"INVALID ({summary['bundles_with_errors']} bundles with errors)"
+    where = summary.get("where") or f"{summary['use_case']}/{summary['center']}"
     return (
-        f"{summary['use_case']}/{summary['center']}: {summary['bundles']} bundles, {status}; "
+        f"{where}: {summary['bundles']} bundles, {status}; "
         f"{sev['fatal'] + sev['error']} errors, {sev['warning']} warnings{hl7_part}"
     )
 
@@ -192,8 +241,8 @@ def run_cli(
     use_case: str,
     paths: list[str],
     *,
-    dictionaries: str | Path = "resources/dictionaries",
-    ontologies: str | Path = "resources/ontologies",
+    dictionaries: str | Path = DICTIONARIES,
+    ontologies: str | Path = ONTOLOGIES,
     fmt: str = "text",
 ) -> tuple[int, str]:
     """``oncofhir validate``: (exit code, output). Exit 1 when any error is found."""
@@ -210,7 +259,8 @@ def run_cli(
             rows.append(_row(source, bundle_id, issue))
             if issue.is_error:
                 bad.add(bundle_id or source)
-    summary = {"use_case": use_case, "center": ", ".join(paths), **summarize(rows, count, bad)}
+    where = f"{', '.join(map(str, paths))} ({use_case})"  # the files, never "<use case>/<absolute path>"
+    summary = {"use_case": use_case, "center": "", "where": where, **summarize(rows, count, bad)}
     code = 0 if summary["valid"] else 1
     if fmt == "json":
         return code, orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
@@ -227,8 +277,25 @@ def _bundle_id(path: str) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _row(source: str, bundle_id: str, issue: Issue) -> dict[str, Any]:
+def read_index(path: str | Path) -> dict[str, tuple[str, str]]:
+    """Bundle id -> (record id, pseudonym) from the FHIR stage's index (record_id, patient_key, file, bundle_id...)."""
+    from ..fhir.writer import INDEX_HEADER
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] + "\n" != INDEX_HEADER:
+        raise InputDataError("not a FHIR index written by the FHIR stage", path=str(path))
+    out = {}
+    for line in lines[1:]:
+        record_id, key, _file, bundle_id = line.split("\t")[:4]
+        out[bundle_id] = (record_id, key)
+    return out
+
+
+def _row(source: str, bundle_id: str, issue: Issue, who: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    record_id, pseudonym = (who or {}).get(bundle_id, ("", ""))
     return {
+        "record_id": record_id,
+        "pseudonym": pseudonym,
         "source": source,
         "bundle": bundle_id,
         "layer": issue.layer,
@@ -241,12 +308,18 @@ def _row(source: str, bundle_id: str, issue: Issue) -> dict[str, Any]:
 
 
 def _tsv(rows: list[dict[str, Any]]) -> bytes:
-    def clean(value: Any) -> str:
-        return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    """The issues as TSV: what :func:`oncofhir.tsv.to_bytes` writes for them, built from the same lines the stage
+    streams (:func:`_tsv_lines`)."""
+    return _tsv_header() + _tsv_lines(rows)
 
-    lines = ["\t".join(COLUMNS)]
-    lines += ["\t".join(clean(r[c]) for c in COLUMNS) for r in rows]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+
+def _tsv_header() -> bytes:
+    return ("\t".join(map(cell, COLUMNS)) + "\n").encode("utf-8")
+
+
+def _tsv_lines(rows: list[dict[str, Any]]) -> bytes:
+    """One line per issue, each cell escaped and spreadsheet-safe (:func:`oncofhir.tsv.cell`)."""
+    return "".join("\t".join(cell(r[c]) for c in COLUMNS) + "\n" for r in rows).encode("utf-8")
 
 
 def _top_rules(summary: dict[str, Any], n: int = 10) -> list[str]:

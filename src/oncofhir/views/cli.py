@@ -1,0 +1,156 @@
+"""The ``oncofhir views|tables|cohort|query`` commands (registered by oncofhir.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.abc
+import json
+import sys
+from typing import Any
+
+from ..errors import ConfigError
+
+DEFAULT_DB = "results/tables/cohort.duckdb"
+
+
+def _cmd_views(args: argparse.Namespace) -> int:
+    from ..dictionary.compiled import load_compiled
+    from .generate import write_views
+
+    paths = write_views(load_compiled(args.dictionary), args.out_dir)
+    print(f"{len(paths)} ViewDefinition(s) -> {args.out_dir}: {', '.join(p.stem for p in paths)}")
+    return 0
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail in this process: pyarrow imports pandas (0.3-0.5 s) only to ask whether a list
+    is a DataFrame, and each of a consortium's table jobs would pay that. pyarrow then records "no pandas"."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is not used by oncofhir tables")
+        return None
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
+    from .stage import stage_tables
+
+    if args.decrypt:
+        return _decrypt(args)
+    if args.paths:
+        raise ConfigError("tables: file arguments are only for --decrypt")
+    if not (args.dictionary and args.views_dir and args.ndjson and args.out_dir and args.center):
+        raise ConfigError("tables: --dictionary, --views-dir, --ndjson, --out-dir and --center are required")
+    if args.encrypt_dir and not (args.manifest and args.recipient):
+        raise ConfigError("tables: --encrypt-dir needs --manifest and --recipient")
+    out = stage_tables(
+        args.dictionary,
+        args.views_dir,
+        args.ndjson,
+        args.out_dir,
+        args.center,
+        root=args.root,
+        records=args.records,
+        index=args.index,
+        roundtrip_json=args.roundtrip_json,
+        roundtrip_tsv=args.roundtrip_tsv,
+    )
+    if args.encrypt_dir:
+        from .deposit import encrypt_tables
+
+        out["deposit"] = encrypt_tables(
+            args.out_dir,
+            args.encrypt_dir,
+            args.manifest,
+            use_case=out["use_case"],
+            center=args.center,
+            recipients=args.recipient,
+            sender_key=args.sender_key,
+            fhir_summary=args.fhir_summary,
+        )
+    print(json.dumps(out, sort_keys=True))
+    rt = out.get("roundtrip")
+    if rt and not rt["passed"]:
+        lost = ", ".join(f["variable"] for f in rt["failures"])
+        print(f"round trip FAILED for {args.center}: values lost or changed in {lost}", file=sys.stderr)
+    return 0
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    from .deposit import decrypt_tables
+
+    if not args.sk or not args.paths:
+        raise ConfigError("tables --decrypt: give --sk KEY and the downloaded files or folders")
+    out = decrypt_tables(args.paths, args.sk, args.out_dir or "tables", args.passphrase_env)
+    print(f"{out['files']} table file(s) decrypted; {out['tables']} table(s) in {out['database']}")
+    return 0
+
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from .tables import table_files, write_database
+
+    views = table_files(args.tables_dir)
+    n = write_database(args.tables_dir, views, args.out)
+    print(f"{args.out}: {n} table(s) over {sum(len(v) for v in views.values())} Parquet file(s)")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from .tables import query
+
+    names, rows = query(args.db, args.sql)
+    writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the commands to the ``oncofhir`` sub-parsers."""
+    vw = sub.add_parser("views", help="write a use case's SQL-on-FHIR v2 ViewDefinitions from its compiled dictionary")
+    vw.add_argument("--dictionary", required=True, help="compiled dictionary (JSON)")
+    vw.add_argument("--out-dir", required=True, help="folder for <view name>.json")
+    vw.set_defaults(func=_cmd_views)
+
+    tb = sub.add_parser("tables", help="run the views over a center's NDJSON into Parquet, and the round trip")
+    tb.add_argument("--dictionary", help="compiled dictionary (JSON)")
+    tb.add_argument("--views-dir", help="folder of ViewDefinitions (oncofhir views)")
+    tb.add_argument("--ndjson", help="the center's bundles, one per line")
+    tb.add_argument("--out-dir", help="folder for <view name>.parquet (created 0700)")
+    tb.add_argument("--center", help="center name (the tables' center column)")
+    tb.add_argument("--root", help="folders from here down to --out-dir are made owner-only (default: --out-dir)")
+    tb.add_argument("--records", help="the center's normalised records (for the round trip)")
+    tb.add_argument("--index", help="the FHIR stage's index TSV (record id -> pseudonym, for the round trip)")
+    tb.add_argument("--roundtrip-json", help="write the round trip's per-center report here")
+    tb.add_argument("--roundtrip-tsv", help="write the round trip's per-variable counts here")
+    tb.add_argument("--encrypt-dir", help="also encrypt the tables for the EGA into <EGA root>/tables/<uc>/<center>")
+    tb.add_argument("--manifest", help="with --encrypt-dir: the center's table manifest (TSV)")
+    tb.add_argument("--recipient", action="append", help="with --encrypt-dir: recipient public key (repeat)")
+    tb.add_argument("--sender-key", help="with --encrypt-dir: sender private key (ONCOFHIR_C4GH_PASSPHRASE)")
+    tb.add_argument(
+        "--fhir-summary",
+        help="with --encrypt-dir: the FHIR stage's summary.json, whose secret fingerprint goes into the manifest",
+    )
+    tb.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="instead: decrypt downloaded *.parquet.c4gh files (PATHS) into --out-dir (default tables/) with a "
+        "cohort.duckdb over them",
+    )
+    tb.add_argument("--sk", help="with --decrypt: your Crypt4GH private key")
+    tb.add_argument("--passphrase-env", help="with --decrypt: environment variable holding the key's passphrase")
+    tb.add_argument("paths", nargs="*", help="with --decrypt: encrypted table files or folders holding them")
+    tb.set_defaults(func=_cmd_tables)
+
+    co = sub.add_parser("cohort", help="write the DuckDB database of views over every center's Parquet tables")
+    co.add_argument("--tables-dir", required=True, help="folder holding <use case>/<center>/<view>.parquet")
+    co.add_argument("--out", required=True, help="the database file (e.g. results/tables/cohort.duckdb)")
+    co.set_defaults(func=_cmd_cohort)
+
+    qu = sub.add_parser("query", help="run one SQL query on the cohort database; prints TSV")
+    qu.add_argument("sql", help='e.g. "SELECT count(*) FROM uc7_patients"')
+    qu.add_argument("--db", default=DEFAULT_DB, help="DuckDB database")
+    qu.set_defaults(func=_cmd_query)

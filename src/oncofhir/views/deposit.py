@@ -1,0 +1,148 @@
+"""The analysis tables in the EGA deposit: encrypt each center's Parquet files, and rebuild tables from a download.
+
+A center's tables go to ``<EGA root>/tables/<use case>/<center>/<use case>.<center>.<view>.parquet.c4gh`` (unique,
+EGA-safe names), listed in ``<EGA root>/tables/<use case>/<center>.manifest.tsv`` with the same columns and
+checksums as the bundles (pseudonym empty, like the center's NDJSON; the secret fingerprint of the center's FHIR
+stage, so a deposit still records one secret); the workflow's ``manifest`` rule merges them
+into ``ega/manifest.tsv`` and ``oncofhir verify`` checks them like every other file. A data user who downloaded the
+files runs ``oncofhir tables --decrypt --sk KEY FILES-OR-FOLDERS --out-dir tables/`` to get the Parquet files back
+in the workflow's layout and a ``cohort.duckdb`` over them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..deposit.c4gh import Encryptor
+from ..deposit.keys import PASSPHRASE_ENV, fingerprint, load_private_key, load_recipients, quiet_crypt4gh
+from ..deposit.manifest import TABLES, format_manifest
+from ..deposit.names import C4GH_SUFFIX, ega_name_problem
+from ..errors import ConfigError, InputDataError
+from ..io_utils import clean_stale, private_writer, temp_path, write_private
+from .tables import PARQUET, private_tree, table_files, write_database
+
+_NAME = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z][A-Za-z0-9_]*)\.parquet\.c4gh$")
+
+
+def encrypt_tables(
+    tables_dir: str | Path,
+    out_dir: str | Path,
+    manifest_out: str | Path,
+    *,
+    use_case: str,
+    center: str,
+    recipients: Sequence[str],
+    sender_key: str | None = None,
+    fhir_summary: str | Path | None = None,
+) -> dict[str, Any]:
+    """Encrypt every ``*.parquet`` of a center's table folder into ``out_dir`` (``<root>/tables/<uc>/<center>``).
+
+    ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret fingerprint every manifest row records, as
+    :func:`oncofhir.deposit.encrypt.stage_encrypt` does for the bundles: ``merge`` and ``verify`` refuse a deposit
+    whose rows record different secrets. Staged under an oncofhir temp name (removed when a killed job left it).
+    """
+    quiet_crypt4gh()
+    clean_stale(out_dir, manifest_out)  # what a killed run of this job left
+    pubkeys = load_recipients(list(recipients))
+    secret = load_private_key(sender_key) if sender_key else os.urandom(32)
+    out_dir = Path(out_dir)
+    if (out_dir.parent.parent.name, out_dir.parent.name, out_dir.name) != (TABLES, use_case, center):
+        raise ConfigError(f"the output folder must be <EGA root>/{TABLES}/{use_case}/{center}", path=str(out_dir))
+    sources = sorted(p for p in Path(tables_dir).glob(f"*{PARQUET}") if not p.name.startswith("."))
+    if not sources:
+        raise InputDataError("no Parquet table to encrypt", path=str(tables_dir))
+    names = [f"{use_case}.{center}.{p.name}{C4GH_SUFFIX}" for p in sources]
+    bad = [f"{n!r} {why}" for n in names if (why := ega_name_problem(n))]
+    if bad:
+        raise InputDataError("file names the EGA would refuse", details=bad)
+    secret_fp = _secret_fingerprint(fhir_summary)
+    staging = temp_path(out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    encryptor = Encryptor(secret, pubkeys)
+    rows = []
+    prefix = f"{TABLES}/{use_case}/{center}/"
+    try:
+        for src, name in zip(sources, names, strict=True):
+            fd_in = os.open(src, os.O_RDONLY)
+            try:
+                fd_out = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    sums = encryptor.encrypt_fd(fd_in, fd_out, os.fstat(fd_in).st_size)
+                finally:
+                    os.close(fd_out)
+            finally:
+                os.close(fd_in)
+            rows.append((use_case, center, "", prefix + name, *map(str, sums), secret_fp))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.rename(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    Path(manifest_out).parent.mkdir(parents=True, exist_ok=True)
+    write_private(manifest_out, format_manifest(rows))
+    return {
+        "use_case": use_case,
+        "center": center,
+        "files": len(rows),
+        "recipients": [fingerprint(pk) for pk in pubkeys],
+    }
+
+
+def _secret_fingerprint(fhir_summary: str | Path | None) -> str:
+    """The pseudonym secret's fingerprint the FHIR stage recorded (empty without a summary)."""
+    if fhir_summary is None:
+        return ""
+    try:
+        summary = json.loads(Path(fhir_summary).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read the FHIR summary: {exc}", path=str(fhir_summary)) from None
+    return str(summary.get("secret_fingerprint", ""))
+
+
+def _encrypted_tables(paths: Sequence[str | Path]) -> list[Path]:
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob(f"*{PARQUET}{C4GH_SUFFIX}") if not p.name.startswith("."))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise InputDataError("not found", path=str(item))
+    return found
+
+
+def decrypt_tables(
+    paths: Sequence[str | Path], private_key: str | Path, out_dir: str | Path, passphrase_env: str | None = None
+) -> dict[str, Any]:
+    """Decrypt downloaded ``<uc>.<center>.<view>.parquet.c4gh`` files into ``out_dir/<uc>/<center>/<view>.parquet``
+    (0600 in 0700 folders) and write ``out_dir/cohort.duckdb`` over them."""
+    from crypt4gh import lib
+
+    quiet_crypt4gh()
+    keys = [(0, load_private_key(str(private_key), passphrase_env or PASSPHRASE_ENV), None)]
+    files = _encrypted_tables(paths)
+    if not files:
+        raise InputDataError("no encrypted table (*.parquet.c4gh) found", path=", ".join(map(str, paths)))
+    out = Path(out_dir)
+    written = 0
+    for path in files:
+        m = _NAME.match(path.name)
+        if not m:
+            raise InputDataError("not an oncofhir table name (<use case>.<center>.<view>.parquet.c4gh)", path=str(path))
+        use_case, center, view = m.groups()
+        folder = private_tree(out, out / use_case / center)
+        with open(path, "rb") as src, private_writer(folder / f"{view}{PARQUET}") as dest:
+            try:
+                lib.decrypt(keys, src, dest)
+            except Exception as exc:  # a wrong key or a damaged file: the user's to fix, named
+                raise InputDataError(f"does not decrypt with this key ({type(exc).__name__})", path=str(path)) from None
+        written += 1
+    views = write_database(out, table_files(out), out / "cohort.duckdb")
+    return {"files": written, "tables": views, "database": str(out / "cohort.duckdb")}

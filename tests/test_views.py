@@ -1,0 +1,205 @@
+"""View generator, Parquet tables, DuckDB and the round-trip proof (docs/tables.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import DICTIONARIES, ONTOLOGIES, SHARED_REFERENCE
+
+from oncofhir.cli import main
+from oncofhir.demo import write_demo
+from oncofhir.dictionary import compile_dictionary
+from oncofhir.dictionary.compiled import load_compiled
+from oncofhir.pipeline import convert
+from oncofhir.views.bindings import wide_bindings
+from oncofhir.views.generate import KEY_COLUMNS, views_for, write_views
+from oncofhir.views.runner import CompiledView
+from oncofhir.views.stage import stage_tables
+from oncofhir.views.tables import QueryError, query, table_files, write_database
+
+USE_CASES = sorted(p.name for p in DICTIONARIES.iterdir() if (p / "mapping.yaml").exists())
+
+
+@pytest.mark.parametrize("use_case", USE_CASES)
+def test_every_mapped_variable_has_a_wide_column(use_case: str) -> None:
+    dd = compile_dictionary(DICTIONARIES / use_case, ONTOLOGIES)
+    views = views_for(dd)
+    wide = CompiledView(views[0])
+    assert views[0]["name"] == f"{use_case}_patients"
+    assert views[0]["resourceType"] == "ViewDefinition"
+    names = [c.name for c in wide.columns]
+    assert names[:2] == list(KEY_COLUMNS)
+    mapped = wide_bindings(dd)
+    assert set(mapped) == set(dd.fields) - {dd.record_id}
+    for variable in mapped:
+        assert variable in names
+    assert {v["name"] for v in views[1:]} <= {
+        f"{use_case}_{s}" for s in ("observations", "conditions", "procedures", "medications")
+    }
+
+
+def _convert(tmp: Path, use_case: str, export: Path, dictionaries: Path = DICTIONARIES) -> Path:
+    out = tmp / use_case
+    convert(dictionaries / use_case, ONTOLOGIES, export, out, bundle_files=False)
+    return out
+
+
+def _tables(out: Path, center: str = "c1", dictionary: Path | None = None) -> dict:
+    compiled = dictionary or out / "work" / "dictionary.json"
+    write_views(load_compiled(compiled), out / "views")
+    return stage_tables(
+        compiled,
+        out / "views",
+        out / "bundles.ndjson",
+        out / "tables" / center,
+        center,
+        root=out / "tables",
+        records=out / "work" / "records.csv",
+        index=out / "index.tsv",
+        roundtrip_json=out / "roundtrip.json",
+        roundtrip_tsv=out / "roundtrip.tsv",
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    write_demo(DICTIONARIES, folder, seed=7, records=40, centers=2)
+    return folder
+
+
+@pytest.mark.parametrize("use_case", USE_CASES)
+def test_round_trip_recovers_every_demo_value(demo: Path, tmp_path: Path, use_case: str) -> None:
+    export = sorted((demo / use_case).glob("*.csv"))[0]
+    out = _convert(tmp_path, use_case, export)
+    result = _tables(out)
+    rt = result["roundtrip"]
+    assert rt["failures"] == []
+    assert rt["passed"] is True
+    assert rt["recovered_percent"] == 100.0
+    assert rt["totals"]["recovered"] > 100
+    bundles = len((out / "bundles.ndjson").read_bytes().splitlines())
+    assert result["rows"][f"{use_case}_patients"] == bundles
+    table = pq.read_table(out / "tables" / "c1" / f"{use_case}_patients.parquet")
+    assert table.num_rows == bundles
+    assert table.column_names[:3] == ["center", "patient_id", "bundle_id"]
+    report = json.loads((out / "roundtrip.json").read_text())
+    assert report["passed"] is True and report["bundles"] == bundles
+
+
+@pytest.mark.skipif(SHARED_REFERENCE is None, reason="../shared/reference/ (reference exports) is absent")
+@pytest.mark.parametrize("use_case", USE_CASES)
+def test_round_trip_on_reference_exports(tmp_path: Path, use_case: str) -> None:
+    export = SHARED_REFERENCE / "eucanimage-fhir" / use_case / "export_test.csv"
+    if not export.exists():
+        pytest.skip(f"{export} is absent")
+    out = _convert(tmp_path, use_case, export)
+    rt = _tables(out)["roundtrip"]
+    assert rt["failures"] == []
+    assert rt["recovered_percent"] == 100.0
+
+
+def test_broken_mapping_entry_names_the_lost_variable(demo: Path, tmp_path: Path) -> None:
+    """Bundles from the real uc68 mapping, views from a copy whose second lesion's grade reads like the first's."""
+    export = sorted((demo / "uc68").glob("*.csv"))[0]
+    broken = tmp_path / "dictionaries"
+    shutil.copytree(DICTIONARIES / "uc68", broken / "uc68")
+    mapping = broken / "uc68" / "mapping.yaml"
+    text = mapping.read_text()
+    old = (
+        "value: {variable: grade_2, map: histologic_grade}, bodySite: {variable: laterality_2, map: breast_side},\n"
+        "     note: Second biopsied lesion}"
+    )
+    assert old in text
+    mapping.write_text(text.replace(old, old.replace("note: Second biopsied lesion", "note: Lesion two")))
+    out = _convert(tmp_path, "uc68", export)
+    compiled = tmp_path / "broken.json"
+    compiled.write_text(compile_dictionary(broken / "uc68", ONTOLOGIES).to_json())
+    rt = _tables(out, dictionary=compiled)["roundtrip"]
+    assert rt["passed"] is False
+    failed = {f["variable"]: f for f in rt["failures"]}
+    # grade_2's selector no longer finds its resource; grade's now also matches the second lesion's
+    assert set(failed) == {"grade", "grade_2"}
+    assert failed["grade_2"]["lost"] > 0
+    assert rt["totals"]["lost"] + rt["totals"]["changed"] == sum(f["lost"] + f["changed"] for f in failed.values())
+    report = json.loads((out / "roundtrip.json").read_text())
+    assert report["duplicate_rows"] > 0  # patients with both lesions' grade get two rows
+
+
+def test_tables_are_private_and_queryable(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = sorted((demo / "uc1").glob("*.csv"))[0]
+    out = _convert(tmp_path, "uc1", export)
+    tables = out / "tables"
+    _tables(out, center="hospital_x")
+    parquet = tables / "hospital_x" / "uc1_patients.parquet"
+    assert stat.S_IMODE(os.stat(parquet).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(parquet.parent).st_mode) == 0o700
+    # the cohort database expects <tables>/<use case>/<center>/<view>.parquet
+    root = tmp_path / "cohort"
+    shutil.copytree(tables, root / "uc1")
+    db = root / "cohort.duckdb"
+    write_database(root, table_files(root), db)
+    bundles = len((out / "bundles.ndjson").read_bytes().splitlines())
+    assert query(db, "SELECT count(*) FROM uc1_patients")[1] == [(bundles,)]
+    assert main(["query", "--db", str(db), "SELECT count(*) AS n, min(center) AS c FROM uc1_patients"]) == 0
+    assert capsys.readouterr().out == f"n\tc\n{bundles}\thospital_x\n"
+    with pytest.raises(QueryError, match="query failed: Catalog Error"):
+        query(db, "SELECT * FROM no_such_table")
+    shutil.rmtree(root / "uc1")
+    assert main(["query", "--db", str(db), "SELECT count(*) FROM uc1_patients"]) == 2
+    assert "deletes plaintext tables once encrypted" in capsys.readouterr().err
+
+
+def test_tables_are_deposited_verified_and_rebuilt(demo: Path, tmp_path: Path) -> None:
+    from oncofhir.deposit.keys import generate_demo_keys, generate_keypair
+    from oncofhir.deposit.manifest import read_manifest, verify
+    from oncofhir.errors import InputDataError
+    from oncofhir.views.deposit import decrypt_tables, encrypt_tables
+
+    export = sorted((demo / "uc1").glob("*.csv"))[0]
+    out = _convert(tmp_path, "uc1", export)
+    _tables(out, center="hospital_x")
+    keys = generate_demo_keys(tmp_path / "keys")
+    ega = tmp_path / "ega"
+    manifest = ega / "tables" / "uc1" / "hospital_x.manifest.tsv"
+    result = encrypt_tables(
+        out / "tables" / "hospital_x",
+        ega / "tables" / "uc1" / "hospital_x",
+        manifest,
+        use_case="uc1",
+        center="hospital_x",
+        recipients=[str(keys["ega"][0]), str(keys["consortium"][0])],
+    )
+    rows = read_manifest(manifest)
+    assert result["files"] == len(rows) == len(list((out / "tables" / "hospital_x").glob("*.parquet")))
+    assert {r["file"] for r in rows} >= {"tables/uc1/hospital_x/uc1.hospital_x.uc1_patients.parquet.c4gh"}
+    assert all(r["pseudonym"] == "" for r in rows)
+    assert verify(manifest, root=ega, private_key=keys["consortium"][1]) == []
+    rebuilt = tmp_path / "download"
+    done = decrypt_tables([ega / "tables"], keys["ega"][1], rebuilt)
+    assert done["files"] == len(rows)
+    original = pq.read_table(out / "tables" / "hospital_x" / "uc1_patients.parquet")
+    assert pq.read_table(rebuilt / "uc1" / "hospital_x" / "uc1_patients.parquet").equals(original)
+    assert query(rebuilt / "cohort.duckdb", "SELECT count(*) FROM uc1_patients")[1] == [(original.num_rows,)]
+    generate_keypair(tmp_path / "outsider.sec", tmp_path / "outsider.pub")
+    with pytest.raises(InputDataError, match=r"uc1\.hospital_x\.uc1_conditions\.parquet\.c4gh: does not decrypt"):
+        decrypt_tables([ega / "tables"], tmp_path / "outsider.sec", tmp_path / "other")
+
+
+def test_missing_bundles_is_one_line_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dd = compile_dictionary(DICTIONARIES / "uc1", ONTOLOGIES)
+    compiled = tmp_path / "uc1.json"
+    compiled.write_text(dd.to_json())
+    write_views(dd, tmp_path / "views")
+    missing = tmp_path / "none.ndjson"
+    args = ["tables", "--dictionary", str(compiled), "--views-dir", str(tmp_path / "views"), "--ndjson", str(missing)]
+    assert main([*args, "--out-dir", str(tmp_path / "t"), "--center", "a"]) == 4
+    assert (
+        capsys.readouterr().err == f"oncofhir: error: {missing}: cannot read the bundles: No such file or directory\n"
+    )
