@@ -39,6 +39,7 @@ include: "workflow/rules/deposit.smk"
 include: "workflow/rules/views.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/ig.smk"
 
 
 rule all:

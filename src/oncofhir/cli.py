@@ -159,6 +159,7 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         args.summary,
         identifier_system=args.identifier_system,
         gate_tsv=args.gate,
+        claim_profiles=args.claim_profiles,
         pseudonymizer=pseudonymizer,
     )
     print(json.dumps(summary, sort_keys=True))
@@ -264,6 +265,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     written = write_demo(args.dictionaries, args.out, seed=args.seed, records=args.records, centers=args.centers)
     for path, n in written:
         print(f"{path}: {n} records")
+    return 0
+
+
+def _cmd_ig(args: argparse.Namespace) -> int:
+    from .ig.build import build_ig
+
+    info = build_ig(
+        args.dictionary,
+        args.out,
+        canonical=args.canonical,
+        identifier_system=args.identifier_system,
+        package=args.package,
+        sushi_home=args.sushi_home,
+        sushi_log=args.sushi_log,
+    )
+    print(json.dumps(info, sort_keys=True))
     return 0
 
 
@@ -390,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fh.add_argument("--refuse-demo-secret", action="store_true", help="refuse the public demo secret (real data)")
     fh.add_argument("--gate", help="gate.tsv from `oncofhir qc`: records it excludes go to the rejects")
+    fh.add_argument(
+        "--claim-profiles",
+        metavar="CANONICAL",
+        help="every resource and the Bundle name their profile of the IG with this canonical base URL in "
+        "meta.profile (docs/ig.md); default: no claims",
+    )
     fh.set_defaults(func=_cmd_fhir)
 
     va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")
@@ -459,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--records", type=int, default=40, help="records per center")
     dm.add_argument("--centers", type=int, default=2, help="centers per use case (2-7)")
     dm.set_defaults(func=_cmd_demo)
+
+    ig = sub.add_parser("ig", help="the data model as a FHIR Implementation Guide: FSH, pages, SUSHI package")
+    ig.add_argument("--dictionary", nargs="+", required=True, help="compiled dictionaries (one per use case)")
+    ig.add_argument("--out", required=True, help="IG folder (input/fsh/, sushi-config.yaml, <use case>.md/.html)")
+    ig.add_argument("--canonical", default="https://oncofhir.example.org/fhir", help="canonical base URL")
+    ig.add_argument("--identifier-system", default="urn:oncofhir:pseudonym", help="Patient.identifier system")
+    ig.add_argument("--package", help="compile with SUSHI into this FHIR package (.tgz); without it: FSH only")
+    ig.add_argument("--sushi-home", help="where tools/sushi/install.sh put SUSHI (default ~/.cache/oncofhir/sushi)")
+    ig.add_argument("--sushi-log", help="write SUSHI's output here")
+    ig.set_defaults(func=_cmd_ig)
 
     from .views.cli import add_parsers as add_views_parsers  # views, tables, cohort, query (docs/tables.md)
 

@@ -113,6 +113,7 @@ def stage_fhir(
     identifier_system: str | None = None,
     gate_tsv: str | Path | None = None,
     pseudonymizer: Pseudonymizer | None = None,
+    claim_profiles: str | None = None,
     chunk_rows: int | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
@@ -120,6 +121,9 @@ def stage_fhir(
     Streams: the records are read and built ``chunk_rows`` at a time (default: about
     :data:`oncofhir.ingest.CHUNK_CELLS` cells), each bundle goes to the NDJSON as it is built, and the gate and
     the ingest rejects are read alongside; the outputs are the same bytes for any chunk size.
+
+    ``claim_profiles``: the IG's canonical base URL; every resource and the Bundle then name their generated
+    profile in ``meta.profile`` (the workflow's ``fhir.claim_profiles``); None: no claims.
 
     With ``gate_tsv`` (the QC stage's gate), records the quality gate excludes go to the rejects with their score.
     With ``pseudonymizer`` every bundle carries the patient's pseudonym instead of the record id (identifier, ids,
@@ -140,7 +144,7 @@ def stage_fhir(
         def pseudonymize(record_id: str) -> str:
             return pseudonymizer.pseudonym(use_case, record_id)
 
-    builder = BundleBuilder(dd, identifier_system, pseudonymize)
+    builder = BundleBuilder(dd, identifier_system, pseudonymize, canonical=claim_profiles)
     items = _build_center(builder, records_csv, _Gate(gate_tsv), chunk_rows)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
         private_parents(p)  # the rejects spool is made in the rejects' folder before anything is renamed there

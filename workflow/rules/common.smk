@@ -15,6 +15,7 @@ from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.errors import ConfigError
+from oncofhir.ig.settings import check_ig_config
 from oncofhir.io_utils import prepare_results
 
 min_version("9.0")
@@ -48,6 +49,7 @@ def _load_configuration():
             config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
         wfconfig.check_input_paths(config, resolved)
+        check_ig_config(config)
         demo = config["demo"]["folder"]  # normalised by resolve_config_paths
         centers = wfconfig.read_centers(
             config["centers"],
@@ -271,6 +273,7 @@ def get_report_pages():
         f"{RESULTS}/report/index.html",
         f"{RESULTS}/qc/index.html",
         *per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/report.html"),
+        *get_ig_pages(),
     ]
 
 
@@ -315,8 +318,26 @@ def get_final_outputs():
         f"{RESULTS}/report/report.html",
         f"{RESULTS}/report/unclaimed_groups.tsv",
         f"{RESULTS}/qc/index.html",
+        *get_ig_package(),
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
     ]
+
+
+def ig_dictionaries():
+    """The compiled dictionaries of every configured use case: what the IG is generated from."""
+    return [f"{RESULTS}/dictionaries/{u}.json" for u in USE_CASES]
+
+
+def get_ig_pages():
+    """The data-model pages the run report links to when ig.enabled (one per use case); nothing otherwise."""
+    if not config["ig"]["enabled"]:
+        return []
+    return [f"{RESULTS}/ig/{u}.html" for u in USE_CASES]
+
+
+def get_ig_package(wildcards=None):
+    """The IG package when ig.enabled (the HL7 validator validates against it); nothing otherwise."""
+    return [f"{RESULTS}/ig/package.tgz"] if config["ig"]["enabled"] else []
 
 
 def get_hl7_outcome(wildcards):

@@ -24,6 +24,11 @@ rule fhir:
         code=code_version("fhir"),
         identifier_system=config["fhir"]["identifier_system"],
         demo_secret="" if config["deposit"]["demo_keys"] else "--refuse-demo-secret",
+        claim_profiles=(
+            f"--claim-profiles {shlex.quote(config['ig']['canonical'])}"
+            if config["fhir"]["claim_profiles"]
+            else ""
+        ),
     message:
         "Building FHIR bundles for {wildcards.use_case}/{wildcards.center}"
     shell:
@@ -32,6 +37,7 @@ rule fhir:
         " --ingest-rejects {input.ingest_rejects:q} --ingest-report {input.ingest_report:q} --gate {input.gate:q}"
         " --ndjson {output.ndjson:q} --index {output.index:q} --rejects {output.rejects:q}"
         " --summary {output.summary:q} --identifier-system {params.identifier_system:q} {params.demo_secret}"
+        " {params.claim_profiles}"
 
 
 rule bundle_files:

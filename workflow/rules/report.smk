@@ -12,6 +12,7 @@ rule run_summary:
         privacy=get_privacy_reports(),
         # linked from the report's "send back" column: made (by the qc rule) whenever the report is
         send_back=per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv"),
+        ig=get_ig_package(),
     output:
         tsv=f"{RESULTS}/report/run_summary.tsv",
         html=f"{RESULTS}/report/index.html",
@@ -24,6 +25,7 @@ rule run_summary:
     params:
         code=code_version("run_summary"),
         min_center_score=config["qc"]["min_center_score"],
+        use_cases=USE_CASES,
     message:
         "Writing the run summary and report"
     script:

@@ -42,6 +42,7 @@ rule hl7_validator:
     """The official HL7 FHIR validator on a center's bundles, in one JVM, offline (-tx n/a)."""
     input:
         bundles=f"{RESULTS}/fhir/{{use_case}}/{{center}}",
+        ig=get_ig_package,
     output:
         f"{RESULTS}/validation/{{use_case}}/{{center}}/hl7_outcome.json",
     log:

@@ -16,5 +16,6 @@ run(
         memory=sm.params.memory,
         timeout=sm.params.timeout,
         log=sm.log.validator,
+        igs=list(sm.input.ig),
     ),
 )

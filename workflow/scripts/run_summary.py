@@ -1,5 +1,7 @@
 """Snakemake adapter: aggregate the per-center reports into the run summary (TSV) and the run report (HTML)."""
 
+import os
+
 from oncofhir.privacy.html import privacy_section
 from oncofhir.report import CenterReports, write_run_summary
 from oncofhir.smk import run
@@ -10,6 +12,12 @@ manifests = list(inp.manifests) or [None] * len(inp.ingest)
 files = zip(inp.ingest, inp.fhir, inp.qc, inp.validation, manifests, inp.roundtrips, strict=True)
 centers = [CenterReports(*center) for center in files]
 sections = [privacy_section(list(inp.privacy))]
+if inp.ig:  # ig.enabled: links to the data-model pages (results/ig/<use case>.html) and the IG package
+    from oncofhir.ig.report_section import data_model_section
+
+    sections.append(
+        data_model_section(os.path.dirname(inp.ig[0]), os.path.dirname(sm.output.html), sm.params.use_cases)
+    )
 run(
     sm,
     lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections, min_score=sm.params.min_center_score),

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import NAMESPACE
 from ..dictionary.compiled import CompiledDictionary
+from ..ig.names import bundle_profile_url, profile_url
 from ..logic import parse
 from .values import BadValue, dar_concept, dar_extension, epoch_period, parse_number
 
@@ -65,10 +66,23 @@ class BundleBuilder:
         compiled: CompiledDictionary,
         identifier_system: str,
         pseudonymize: Callable[[str], str] | None = None,
+        canonical: str | None = None,
     ) -> None:
         """``pseudonymize`` maps a record id to the id the bundle carries instead (Patient.identifier, every
-        resource id and the file name), so the hospital's id never leaves; without it the record id is used."""
+        resource id and the file name), so the hospital's id never leaves; without it the record id is used.
+        ``canonical``: the IG's base URL; every resource and the Bundle then claim their generated profile in
+        ``meta.profile`` (docs/ig.md); None claims none."""
         self.dd = compiled
+        uc = compiled.use_case
+        # built once: memoised resource bodies share these dicts (read-only, like every nested element)
+        self._meta = (
+            {res["id"]: {"profile": [profile_url(canonical, uc, res["id"])]} for res in compiled.resources}
+            if canonical
+            else {}
+        )
+        self._bundle_meta: dict[str, Any] = {"source": f"urn:oncofhir:dictionary:{uc}:{compiled.version}"}
+        if canonical:
+            self._bundle_meta["profile"] = [bundle_profile_url(canonical, uc)]
         self.identifier_system = identifier_system
         self.pseudonymize = pseudonymize
         self.fields = compiled.fields
@@ -169,7 +183,8 @@ class BundleBuilder:
                 if ctx is None:
                     ctx = _Record(rec, dict(zip(vis_names, vis, strict=True)), self.fields, _SUBJECT)
                 try:
-                    template = {"resourceType": rtype, "id": None, **self._resource(res, ctx, patient_key)}
+                    template = {"resourceType": rtype, "id": None, **self._meta_of(res["id"])}
+                    template.update(self._resource(res, ctx, patient_key))
                 except _Absent:
                     template = None
                 if rtype != "Patient":  # the Patient carries the patient's id: never shared
@@ -190,14 +205,21 @@ class BundleBuilder:
             if not refs:
                 continue
             rid = ids(suffix)
-            entries.append({"fullUrl": "urn:uuid:" + rid, "resource": self._diagnostic_report(res, rid, subject, refs)})
+            report = self._diagnostic_report(res, rid, subject, refs)
+            if res["id"] in self._meta:
+                report = {"resourceType": "DiagnosticReport", "id": rid, "meta": self._meta[res["id"]], **report}
+            entries.append({"fullUrl": "urn:uuid:" + rid, "resource": report})
         return {
             "resourceType": "Bundle",
             "id": ids(b""),
-            "meta": {"source": f"urn:oncofhir:dictionary:{uc}:{self.dd.version}"},
+            "meta": self._bundle_meta,
             "type": "collection",
             "entry": entries,
         }
+
+    def _meta_of(self, slot: str) -> dict[str, Any]:
+        meta = self._meta.get(slot)
+        return {"meta": meta} if meta else {}
 
     def _resource(self, res: dict[str, Any], ctx: _Record, patient_key: str) -> dict[str, Any]:
         """Build the elements of one resource (without resourceType and id; subject is a placeholder)."""

@@ -55,7 +55,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "privacy": ("oncofhir.cli", "oncofhir.privacy.stage"),
     "encrypt": ("oncofhir.cli", "oncofhir.deposit.encrypt"),
     "manifest": ("oncofhir.smk", "oncofhir.deposit.manifest"),
-    "run_summary": ("oncofhir.smk", "oncofhir.report", "oncofhir.privacy.html"),
+    "run_summary": ("oncofhir.smk", "oncofhir.report", "oncofhir.privacy.html", "oncofhir.ig.report_section"),
+    "implementation_guide": ("oncofhir.cli", "oncofhir.ig.build"),
     "ro_crate": ("oncofhir.smk", "oncofhir.provenance.crate"),
     "report_file": ("oncofhir.smk", "oncofhir.report_file"),
     "views": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.generate"),
@@ -66,7 +67,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
 #: Files a module reads at run time besides Python (module -> glob under the package): the page templates decide
 #: what every HTML page says, so a stage rendering pages (through ``oncofhir.pages``) hashes them too. All of them:
 #: a template may extend or include any other.
-MODULE_DATA: dict[str, str] = {"oncofhir.pages": "templates/*.j2"}
+MODULE_DATA: dict[str, str] = {"oncofhir.pages": "templates/*.j2", "oncofhir.ig.pages": "ig/templates/*.j2"}
 
 
 @cache

@@ -37,6 +37,8 @@ EXPECTED_OFFLINE = {
     "All_observations_should_have_an_effectiveDateTime_or_an_effectivePeriod": "best practice; the model records "
     "durations, not dates, and most findings have none",
     "dom-6": "best practice; bundles carry no narrative by design",
+    "MSG_EXPERIMENTAL": "information; the IG's status value sets (docs/ig.md) name R4B's event-status code system, "
+    "which R4B itself marks experimental",
     "Error_validating_code_running_without_terminology_services": "-tx n/a: UCUM content needs a terminology server",
     "tx-codesystem-unknown": "-tx n/a: SNOMED CT, LOINC, NCIt, RxNorm, ICD-O-3 are not in the package cache; the "
     "terminology layer checks these codes against resources/ontologies",
@@ -76,8 +78,11 @@ def command(
     java: str = "java",
     memory: str = "4g",
     tho_version: str = "7.0.1",
+    igs: list[str | Path] | None = None,
 ) -> list[str]:
-    """The validator's command line: one JVM for all ``sources`` (files or folders), offline, R4B."""
+    """The validator's command line: one JVM for all ``sources`` (files or folders), offline, R4B; ``igs``:
+    FHIR packages (``package.tgz``) to validate against too, e.g. the generated IG (resources claiming its
+    profiles in ``meta.profile`` are validated against them)."""
     home = Path(home)
     return [
         java,
@@ -92,6 +97,7 @@ def command(
         FHIR_VERSION,
         "-tx",
         "n/a",
+        *[arg for ig in igs or [] for arg in ("-ig", str(ig))],
         "-output",
         str(output),
     ]
@@ -106,6 +112,7 @@ def run(
     memory: str = "4g",
     timeout: int = 3600,
     log: str | Path | None = None,
+    igs: list[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Validate every ``*.json`` of ``bundle_dir`` in one JVM; write its OperationOutcome to ``output``."""
     reason = available(home, java)
@@ -122,7 +129,7 @@ def run(
     # the validator writes to a temp name, renamed when it is done: a killed job leaves no truncated outcome
     partial = output.with_name(f".partial.{output.name}")  # same extension: the validator picks its format by it
     partial.unlink(missing_ok=True)
-    cmd = command([str(Path(bundle_dir) / "*.json")], partial, home=home, java=java, memory=memory)
+    cmd = command([str(Path(bundle_dir) / "*.json")], partial, home=home, java=java, memory=memory, igs=igs)
     with open(log or os.devnull, "w", encoding="utf-8") as handle:
         done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout, check=False)
     seconds = time.perf_counter() - start
@@ -176,6 +183,7 @@ def _issue(raw: dict[str, Any]) -> Issue | None:
             rule = "tx-codesystem-unknown"
         elif message.startswith("Unable to check whether the code is in the value set"):
             rule = "tx-valueset-unchecked"
+
         else:
             rule = "hl7"
     expressions = raw.get("expression") or raw.get("location") or [""]

@@ -18,6 +18,7 @@ from .. import NAMESPACE
 from ..dictionary.compiled import CompiledDictionary
 from ..fhir.builder import resource_uuid
 from ..fhir.values import DAR_SYSTEM
+from ..ig.names import fhir_id
 from .issues import Issue, join
 
 LAYER = "profile"
@@ -45,12 +46,12 @@ ELEMENT_KEYS = {
 }
 #: Properties every resource of a type has, whatever the plan (resource id and type, subject, fixed parts).
 BASE_KEYS = {
-    "Patient": {"resourceType", "id", "identifier"},
-    "Observation": {"resourceType", "id", "status", "code", "subject", "note", "dataAbsentReason"},
-    "Condition": {"resourceType", "id", "code", "subject", "note"},
-    "Procedure": {"resourceType", "id", "status", "code", "subject", "note"},
-    "MedicationAdministration": {"resourceType", "id", "status", "subject", "effectivePeriod", "note"},
-    "DiagnosticReport": {"resourceType", "id", "status", "code", "subject", "result", "conclusion"},
+    "Patient": {"resourceType", "id", "meta", "identifier"},
+    "Observation": {"resourceType", "id", "meta", "status", "code", "subject", "note", "dataAbsentReason"},
+    "Condition": {"resourceType", "id", "meta", "code", "subject", "note"},
+    "Procedure": {"resourceType", "id", "meta", "status", "code", "subject", "note"},
+    "MedicationAdministration": {"resourceType", "id", "meta", "status", "subject", "effectivePeriod", "note"},
+    "DiagnosticReport": {"resourceType", "id", "meta", "status", "code", "subject", "result", "conclusion"},
 }
 #: Elements the builder reads without catching "not applicable": a hidden variable there drops the resource.
 _UNCONDITIONAL = {"code", "value", "medication"}
@@ -98,6 +99,17 @@ class Profile:
                     "model-bundle",
                 )
             )
+        claimed = (bundle.get("meta") or {}).get("profile") if isinstance(bundle.get("meta"), dict) else None
+        own = f"/StructureDefinition/{fhir_id(uc)}"
+        for k, url in enumerate(claimed or []):
+            if not (isinstance(url, str) and url.endswith(own)):
+                issues.append(
+                    _issue(
+                        f"Bundle.meta.profile[{k}]",
+                        f"the bundle claims profile '{url}'; its profile is <canonical>{own}",
+                        "model-profile",
+                    )
+                )
         entries = [e if isinstance(e, dict) else {} for e in bundle.get("entry") or []]
         resources = [e.get("resource") if isinstance(e.get("resource"), dict) else {} for e in entries]
         patients = [i for i, r in enumerate(resources) if r.get("resourceType") == "Patient"]
@@ -178,6 +190,8 @@ class Profile:
         issues: list[Issue] = []
         slot = self.slots[sid]
         allowed_keys = self._keys[sid]
+        if "meta" in res:
+            issues += self._claims(sid, res["meta"])
         for name in res:
             if name not in allowed_keys and self.known_element(slot["type"], name):
                 issues.append(_issue(name, f"slot '{sid}' ({slot['type']}) never has '{name}'", "model-element"))
@@ -214,6 +228,20 @@ class Profile:
                 self._cache.clear()
             self._cache[memo] = out
         return out
+
+    def _claims(self, sid: str, meta: Any) -> list[Issue]:
+        """A claimed profile (``meta.profile``) must be the slot's own generated profile (docs/ig.md)."""
+        claimed = meta.get("profile") if isinstance(meta, dict) else None
+        own = "/StructureDefinition/" + fhir_id(self.dd.use_case, sid)
+        return [
+            _issue(
+                f"meta.profile[{k}]",
+                f"slot '{sid}' claims profile '{url}'; its profile is <canonical>{own}",
+                "model-profile",
+            )
+            for k, url in enumerate(claimed or [])
+            if not (isinstance(url, str) and url.endswith(own))
+        ]
 
     def _results(
         self, i: int, sid: str, res: dict[str, Any], entries: list[dict[str, Any]], slot_of: dict[str, str]

@@ -1,0 +1,40 @@
+"""``oncofhir ig``: generate the IG sources from compiled dictionaries and, optionally, compile the package."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..dictionary.compiled import load_compiled
+from .generate import generate
+from .sushi import compile_fsh, find_sushi, pack
+
+
+def build_ig(
+    dictionaries: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    canonical: str,
+    identifier_system: str,
+    package: str | Path | None = None,
+    sushi_home: str | Path | None = None,
+    sushi_log: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write the FSH (and pages); with ``package``, compile with SUSHI and pack. Returns counts and timings.
+
+    SUSHI is looked up before anything is written, so a machine without it fails in one line, at once."""
+    sushi = find_sushi(sushi_home) if package else None
+    dicts = [load_compiled(p) for p in dictionaries]
+    start = time.perf_counter()
+    result = generate(dicts, out_dir, canonical, identifier_system)
+    info: dict[str, Any] = {
+        "use_cases": sorted(result),
+        "valuesets": sum(len(r.valuesets) for r in result.values()),
+        "generate_seconds": round(time.perf_counter() - start, 2),
+    }
+    if package and sushi is not None:
+        info |= compile_fsh(out_dir, sushi, sushi_log)
+        info["resources"] = pack(out_dir, package)
+    return info
