@@ -238,6 +238,8 @@ class Path:
                 chain = None
             if chain is not None and len(chain) > 1:
                 self.steps = tuple(chain)
+                if chain[-1][0] == "m":  # a column's value: a primitive with only an extension yields nothing
+                    self.fast = _fused(chain, terminal=True)
         self._slow: Callable[..., Any] | None = None  # fhirpathpy's compiled form, made when first needed
 
     def evaluate(self, focus: Any, env: Env) -> list[Any]:
@@ -333,8 +335,11 @@ def _literal(node: dict[str, Any]) -> Any:
     return int(text)
 
 
-def _member_get(name: str) -> Fn:
-    """Child ``name`` of each dict item; a primitive with an extension, or a choice element, goes to fhirpathpy."""
+def _member_get(name: str, terminal: bool = False) -> Fn:
+    """Child ``name`` of each dict item; a primitive with an extension, or a choice element, goes to fhirpathpy.
+
+    ``terminal``: the member ends the expression, so a primitive that has only an extension (``_code`` without
+    ``code``: a data-absent reason on a unit) yields nothing, as fhirpathpy's raw result does (no fallback)."""
     under = "_" + name
     choice = name in _CHOICE_NAMES
 
@@ -347,6 +352,8 @@ def _member_get(name: str) -> Fn:
                 continue
             value = item.get(name)
             if under in item:
+                if terminal and value is None:
+                    continue
                 raise Fallback
             if value is None:
                 if choice and _has_choice(item, name):
@@ -792,23 +799,26 @@ def _chain(node: dict[str, Any]) -> list[tuple[str, ...]] | None:
     return None
 
 
-def _fused(steps: list[tuple[str, ...]]) -> Fn:
-    """One closure for a chain, with the checks of :func:`_member_get` and :func:`_choice_get` inline."""
-    plan: list[tuple[int, str, str, str, bool]] = []
+def _fused(steps: list[tuple[str, ...]], terminal: bool = False) -> Fn:
+    """One closure for a chain, with the checks of :func:`_member_get` and :func:`_choice_get` inline
+    (``terminal``: the chain is a whole expression ending in a member, see :func:`_member_get`)."""
+    plan: list[tuple[int, str, str, str, bool, bool]] = []
     for step in steps:
         if step[0] == "m":
-            plan.append((0, step[1], "_" + step[1], "", step[1] in _CHOICE_NAMES))
+            plan.append((0, step[1], "_" + step[1], "", step[1] in _CHOICE_NAMES, False))
         elif step[0] == "c":
             key = step[1] + step[2][0].upper() + step[2][1:]
-            plan.append((1, step[1], "_" + key, key, False))
+            plan.append((1, step[1], "_" + key, key, False, False))
         elif step[0] == "x":
-            plan.append((3, "extension", "", step[1], False))
+            plan.append((3, "extension", "", step[1], False, False))
         else:
-            plan.append((2, "", "", "", False))
+            plan.append((2, "", "", "", False, False))
+    if terminal and plan and plan[-1][0] == 0:  # the last member: only an extension means no value
+        plan[-1] = (*plan[-1][:5], True)
     typed = {step[1]: step[2] for step in steps if step[0] == "c"}
 
     def run(items: list[Any], env: Env) -> list[Any]:
-        for op, name, under, key, choice in plan:
+        for op, name, under, key, choice, bare in plan:
             if op == 2:
                 items = items[:1]
                 continue
@@ -827,9 +837,11 @@ def _fused(steps: list[tuple[str, ...]]) -> Fn:
                     if isinstance(item, list | tuple):
                         raise Fallback
                     continue
-                if under in item:
-                    raise Fallback
                 value = item.get(name)
+                if under in item:
+                    if bare and value is None:
+                        continue  # only an extension: no value (as fhirpathpy's raw result)
+                    raise Fallback
                 if op == 0:
                     if value is None:
                         if choice and _has_choice(item, name):
@@ -864,8 +876,16 @@ def chain_fn(steps: Sequence[tuple[str, ...]]) -> Fn:
 
 
 def member_fn(name: str) -> Fn:
-    """The compiled form of one member step."""
-    return _member_get(name)
+    """The compiled form of a member step that ends a column's expression (its ``name`` and ``choice``, whether
+    a missing key can hide a choice element, are attributes: the runner inlines the common case)."""
+    fn: Any = _member_get(name, terminal=True)
+    fn.name, fn.choice = name, name in _CHOICE_NAMES
+    return fn
+
+
+def has_choice(item: dict[str, Any], name: str) -> bool:
+    """Whether ``item`` holds choice element ``name`` under a typed key (``valueQuantity`` for ``value``)."""
+    return _has_choice(item, name)
 
 
 def _exists_equal(src: Fn, pairs: tuple[tuple[str, str], ...]) -> Fn:
