@@ -82,6 +82,7 @@ class CompiledView:
         if not isinstance(resource, str) or not resource:
             raise ViewError("ViewDefinition.resource is required (the FHIR resource type the view reads)")
         self.resource_type = resource
+        self._expressions: list[str] = []  # every FHIRPath expression of the view, as compiled
         self.name = view.get("name") if isinstance(view.get("name"), str) else None
         constants = view.get("constant") or []
         if not isinstance(constants, list):
@@ -108,11 +109,14 @@ class CompiledView:
             if not isinstance(spec, Mapping) or "path" not in spec:
                 raise ViewError(f"where[{i}] needs a path")
             self._where.append(self._path(spec["path"], f"where[{i}].path"))
+        #: whether %rowIndex is read anywhere (else each forEach item needs no environment of its own)
+        self._row_index = any("rowIndex" in e for e in self._expressions)
 
     # -- compilation -------------------------------------------------------------------------------------------
     def _path(self, expression: Any, where: str) -> Path:
         if not isinstance(expression, str):
             raise ViewError(f"{where}: a FHIRPath expression must be a string, got {expression!r}")
+        self._expressions.append(expression)
         try:
             return Path(expression, self.constants)
         except PathError as exc:
@@ -220,6 +224,10 @@ class CompiledView:
         else:
             return self._focus(sel, node, env)
         out: list[tuple[Any, ...]] = []
+        if not self._row_index:  # no expression reads %rowIndex: one environment for every item
+            for focus in foci:
+                out.extend(self._focus(sel, focus, env))
+            return out
         for index, focus in enumerate(foci):
             out.extend(self._focus(sel, focus, _at(env, index)))
         return out
