@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from fhirpathpy.engine.nodes import ResourceNode
-
-from .fhirpath import Env, Fallback, Path, PathError, chain_fn, has_choice, member_fn, plain
+from .fhirpath import Env, Fallback, Path, PathError, chain_fn, has_choice, member_fn, plain, raw
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll"}
@@ -240,7 +238,7 @@ class CompiledView:
 
     def _focus(self, sel: _Select, focus: Any, env: Env) -> list[tuple[Any, ...]]:
         own: list[Any] = [None] * len(sel.columns)
-        items = [] if focus is None else [focus.data if isinstance(focus, ResourceNode) else focus]
+        items = [] if focus is None else [raw(focus)]
         for prefix, members in sel.groups:
             shared = None
             if prefix is not None:
