@@ -19,17 +19,39 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import fhirpathpy
-from fhirpathpy.engine.invocations import invocation_registry as _registry
-from fhirpathpy.engine.nodes import FP_Type, ResourceNode
-from fhirpathpy.models import models
-from fhirpathpy.parser import parse
-
 from .parser import parse_subset
 
 Fn = Callable[[list[Any], "Env"], list[Any]]
 
-_MODEL = models["r4"]
+
+class _NoNode:
+    """Stands for fhirpathpy's node classes until fhirpathpy is loaded: before that, no value can be one."""
+
+
+#: fhirpathpy's node classes, set by :func:`_fhirpathpy` (isinstance checks read these module globals)
+ResourceNode: Any = _NoNode
+FP_Type: Any = _NoNode
+_LOADED: dict[str, Any] = {}
+
+
+def _fhirpathpy() -> dict[str, Any]:
+    """fhirpathpy, imported on first need (an expression outside the subset, or a fallback), with the functions
+    below registered. Its import costs ~0.06 CPU-s, which each of a consortium's table jobs would pay for nothing:
+    the generated views stay on the compiled path."""
+    global ResourceNode, FP_Type
+    if not _LOADED:
+        import fhirpathpy
+        from fhirpathpy.engine import invocations, nodes
+        from fhirpathpy.models import models
+        from fhirpathpy.parser import parse
+
+        registry = invocations.invocation_registry
+        for name, entry in _FUNCTIONS.items():  # names it does not define: never replaces one of its own
+            registry.setdefault(name, entry)
+        registry["join"] = {"fn": _join, "arity": {0: [], 1: ["String"]}}  # the one replaced: empty -> ''
+        ResourceNode, FP_Type = nodes.ResourceNode, nodes.FP_Type
+        _LOADED.update(compile=fhirpathpy.compile, parse=parse, model=models["r4"])
+    return _LOADED
 
 
 class PathError(ValueError):
@@ -181,16 +203,14 @@ def _type_name(rtype: Any) -> str | None:
     return str(getattr(rtype, "name", rtype)).split(".")[-1]
 
 
-#: Registered into fhirpathpy's function table (names it does not define: never replaces one of its own), so they
-#: receive the typed nodes: lowBoundary() of a date and of a dateTime with the same text differ.
+#: Registered into fhirpathpy's function table when it is loaded (names it does not define: never replaces one of
+#: its own), so they receive the typed nodes: lowBoundary() of a date and of a dateTime with the same text differ.
 _FUNCTIONS = {
     "getResourceKey": {"fn": _fp_resource_key, "arity": {0: []}},
     "getReferenceKey": {"fn": _fp_reference_key, "arity": {0: [], 1: ["TypeSpecifier"]}},
     "lowBoundary": {"fn": _fp_boundary(False), "arity": {0: [], 1: ["Integer"]}},
     "highBoundary": {"fn": _fp_boundary(True), "arity": {0: [], 1: ["Integer"]}},
 }
-for _name, _entry in _FUNCTIONS.items():
-    _registry.setdefault(_name, _entry)
 
 
 def _join(ctx: Any, inputs: list[Any], separator: str = "") -> list[Any]:
@@ -199,10 +219,6 @@ def _join(ctx: Any, inputs: list[Any], separator: str = "") -> list[Any]:
     if not all(isinstance(v, str) for v in values):
         raise TypeError("join() requires a collection of strings")
     return [separator.join(values)]
-
-
-#: The one replaced fhirpathpy function: same signature, only the empty case differs.
-_registry["join"] = {"fn": _join, "arity": {0: [], 1: ["String"]}}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,7 +238,7 @@ class Path:
         tree = parse_subset(expression)  # microseconds; fhirpathpy's ANTLR parser takes milliseconds
         if tree is None:
             try:
-                tree = parse(expression)
+                tree = _fhirpathpy()["parse"](expression)
             except Exception as exc:
                 raise PathError(f"invalid FHIRPath '{expression}': {type(exc).__name__}") from None
         try:
@@ -238,6 +254,8 @@ class Path:
                 chain = None
             if chain is not None and len(chain) > 1:
                 self.steps = tuple(chain)
+                if chain[-1][0] == "m":  # a column's value: a primitive with only an extension yields nothing
+                    self.fast = _fused(chain, terminal=True)
         self._slow: Callable[..., Any] | None = None  # fhirpathpy's compiled form, made when first needed
 
     def evaluate(self, focus: Any, env: Env) -> list[Any]:
@@ -255,15 +273,20 @@ class Path:
         """Evaluate with fhirpathpy (full FHIRPath, R4 model)."""
         variables = {**env.variables, "resource": env.resource, "rootResource": env.resource}
         if self._slow is None:
-            self._slow = fhirpathpy.compile(self.expression, model=_MODEL, options={"returnRawData": True})
+            fp = _fhirpathpy()
+            self._slow = fp["compile"](self.expression, model=fp["model"], options={"returnRawData": True})
         try:
             return list(self._slow([] if focus is None else focus, variables))
         except Exception as exc:
             raise PathError(f"cannot evaluate '{self.expression}': {type(exc).__name__}: {exc}") from None
 
 
-def _raw(item: Any) -> Any:
+def raw(item: Any) -> Any:
+    """An item as its JSON value (fhirpathpy's fallback gives nodes)."""
     return item.data if isinstance(item, ResourceNode) else item
+
+
+_raw = raw
 
 
 def plain(value: Any) -> Any:
@@ -333,8 +356,11 @@ def _literal(node: dict[str, Any]) -> Any:
     return int(text)
 
 
-def _member_get(name: str) -> Fn:
-    """Child ``name`` of each dict item; a primitive with an extension, or a choice element, goes to fhirpathpy."""
+def _member_get(name: str, terminal: bool = False) -> Fn:
+    """Child ``name`` of each dict item; a primitive with an extension, or a choice element, goes to fhirpathpy.
+
+    ``terminal``: the member ends the expression, so a primitive that has only an extension (``_code`` without
+    ``code``: a data-absent reason on a unit) yields nothing, as fhirpathpy's raw result does (no fallback)."""
     under = "_" + name
     choice = name in _CHOICE_NAMES
 
@@ -347,6 +373,8 @@ def _member_get(name: str) -> Fn:
                 continue
             value = item.get(name)
             if under in item:
+                if terminal and value is None:
+                    continue
                 raise Fallback
             if value is None:
                 if choice and _has_choice(item, name):
@@ -361,8 +389,20 @@ def _member_get(name: str) -> Fn:
     return get
 
 
-#: Element names that are a choice ([x]) somewhere in FHIR R4: only for these can a missing key hide a value.
-_CHOICE_NAMES = frozenset(path.rsplit(".", 1)[1] for path in _MODEL["choiceTypePaths"])
+#: Element names that are a choice ([x]) somewhere in FHIR R4: only for these can a missing key hide a value. The
+#: names of fhirpathpy's R4 model (``choiceTypePaths``), written out so that compiling a view does not load it (R4
+#: is frozen; tests/test_views.py checks the list against the model).
+_CHOICE_NAMES = frozenset({
+    "abatement", "additive", "age", "allowed", "amount", "answer", "asNeeded", "author", "born", "bounds",
+    "characteristic", "chargeItem", "code", "collected", "content", "created", "date", "deceased", "defaultValue",
+    "definingSubstance", "definition", "detail", "diagnosis", "dose", "doseNumber", "due", "effective", "entity",
+    "event", "example", "fastingStatus", "fixed", "identified", "indication", "item", "legallyBinding",
+    "location", "manufacturer", "maxValue", "medication", "minValue", "minimumVolume", "module", "multipleBirth",
+    "name", "occurred", "occurrence", "offset", "onset", "participantEffective", "pattern", "performed",
+    "probability", "procedure", "product", "quantity", "rate", "reported", "scheduled", "seriesDoses", "serviced",
+    "source", "start", "statusReason", "studyEffective", "subject", "substance", "target", "time", "timing",
+    "topic", "used", "value", "when",
+})  # fmt: skip
 
 
 def _has_choice(item: dict[str, Any], name: str) -> bool:
@@ -792,23 +832,26 @@ def _chain(node: dict[str, Any]) -> list[tuple[str, ...]] | None:
     return None
 
 
-def _fused(steps: list[tuple[str, ...]]) -> Fn:
-    """One closure for a chain, with the checks of :func:`_member_get` and :func:`_choice_get` inline."""
-    plan: list[tuple[int, str, str, str, bool]] = []
+def _fused(steps: list[tuple[str, ...]], terminal: bool = False) -> Fn:
+    """One closure for a chain, with the checks of :func:`_member_get` and :func:`_choice_get` inline
+    (``terminal``: the chain is a whole expression ending in a member, see :func:`_member_get`)."""
+    plan: list[tuple[int, str, str, str, bool, bool]] = []
     for step in steps:
         if step[0] == "m":
-            plan.append((0, step[1], "_" + step[1], "", step[1] in _CHOICE_NAMES))
+            plan.append((0, step[1], "_" + step[1], "", step[1] in _CHOICE_NAMES, False))
         elif step[0] == "c":
             key = step[1] + step[2][0].upper() + step[2][1:]
-            plan.append((1, step[1], "_" + key, key, False))
+            plan.append((1, step[1], "_" + key, key, False, False))
         elif step[0] == "x":
-            plan.append((3, "extension", "", step[1], False))
+            plan.append((3, "extension", "", step[1], False, False))
         else:
-            plan.append((2, "", "", "", False))
+            plan.append((2, "", "", "", False, False))
+    if terminal and plan and plan[-1][0] == 0:  # the last member: only an extension means no value
+        plan[-1] = (*plan[-1][:5], True)
     typed = {step[1]: step[2] for step in steps if step[0] == "c"}
 
     def run(items: list[Any], env: Env) -> list[Any]:
-        for op, name, under, key, choice in plan:
+        for op, name, under, key, choice, bare in plan:
             if op == 2:
                 items = items[:1]
                 continue
@@ -827,9 +870,11 @@ def _fused(steps: list[tuple[str, ...]]) -> Fn:
                     if isinstance(item, list | tuple):
                         raise Fallback
                     continue
-                if under in item:
-                    raise Fallback
                 value = item.get(name)
+                if under in item:
+                    if bare and value is None:
+                        continue  # only an extension: no value (as fhirpathpy's raw result)
+                    raise Fallback
                 if op == 0:
                     if value is None:
                         if choice and _has_choice(item, name):
@@ -864,8 +909,16 @@ def chain_fn(steps: Sequence[tuple[str, ...]]) -> Fn:
 
 
 def member_fn(name: str) -> Fn:
-    """The compiled form of one member step."""
-    return _member_get(name)
+    """The compiled form of a member step that ends a column's expression (its ``name`` and ``choice``, whether
+    a missing key can hide a choice element, are attributes: the runner inlines the common case)."""
+    fn: Any = _member_get(name, terminal=True)
+    fn.name, fn.choice = name, name in _CHOICE_NAMES
+    return fn
+
+
+def has_choice(item: dict[str, Any], name: str) -> bool:
+    """Whether ``item`` holds choice element ``name`` under a typed key (``valueQuantity`` for ``value``)."""
+    return _has_choice(item, name)
 
 
 def _exists_equal(src: Fn, pairs: tuple[tuple[str, str], ...]) -> Fn:

@@ -114,6 +114,8 @@ class _Checker:
         self.dd = dd
         self.b = binding
         self.field = dd.fields[binding.variable]
+        # a coded answer's component columns: the same for every record, so computed once
+        self.components = component_columns(binding.source) if isinstance(binding.source.get("map"), dict) else {}
         # a coded unit belongs to a quantity: find its number variable (same slot and element)
         self.number_var = None
         if binding.kind == "unit":
@@ -185,9 +187,10 @@ class _Checker:
             if entry.get("text"):
                 same = same and row.get(f"{v}_text") == entry["text"]
             return "recovered" if same else "changed"
-        wanted = {name: None for name in component_columns(b.source).values()}
+        columns = self.components
+        wanted = {name: None for name in columns.values()}
         for comp in entry["components"]:
-            wanted[component_columns(b.source)[(comp["code"]["system"], comp["code"]["code"])]] = comp["value"]["code"]
+            wanted[columns[(comp["code"]["system"], comp["code"]["code"])]] = comp["value"]["code"]
         got = {name: row.get(f"{v}_{name}") for name in wanted}
         if all(value is None for value in got.values()):
             return "lost"
@@ -234,6 +237,7 @@ def round_trip(
     results = {name: VariableResult(name, b.kind) for name, b in chosen.items()}
     checkers = {name: _Checker(dd, b, chosen) for name, b in chosen.items()}
     rid_col = dd.record_id
+    required = {sid: _required(slot) for sid, slot in slots.items()}  # per slot, not per record and variable
     for k, rec in enumerate(records.rows):
         key = index.get(cell(rec.get(rid_col, "")))
         if key is None:  # rejected (QC gate or build): no bundle, nothing to recover
@@ -247,7 +251,7 @@ def round_trip(
             raw = rec.get(name, "")
             res = results[name]
             slot = slots[b.slot]
-            written = when[b.slot][k] and all(visible(v) for v in _required(slot))
+            written = when[b.slot][k] and all(visible(v) for v in required[b.slot])
             if slot["if_blank"] == "omit" and slot["primary"] and not rec.get(slot["primary"], ""):
                 written = False
             if not raw or not visible(name) or not written:

@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from fhirpathpy.engine.nodes import ResourceNode
-
-from .fhirpath import Env, Fallback, Path, PathError, chain_fn, member_fn, plain
+from .fhirpath import Env, Fallback, Path, PathError, chain_fn, has_choice, member_fn, plain, raw
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll"}
@@ -82,6 +80,7 @@ class CompiledView:
         if not isinstance(resource, str) or not resource:
             raise ViewError("ViewDefinition.resource is required (the FHIR resource type the view reads)")
         self.resource_type = resource
+        self._expressions: list[str] = []  # every FHIRPath expression of the view, as compiled
         self.name = view.get("name") if isinstance(view.get("name"), str) else None
         constants = view.get("constant") or []
         if not isinstance(constants, list):
@@ -108,11 +107,14 @@ class CompiledView:
             if not isinstance(spec, Mapping) or "path" not in spec:
                 raise ViewError(f"where[{i}] needs a path")
             self._where.append(self._path(spec["path"], f"where[{i}].path"))
+        #: whether %rowIndex is read anywhere (else each forEach item needs no environment of its own)
+        self._row_index = any("rowIndex" in e for e in self._expressions)
 
     # -- compilation -------------------------------------------------------------------------------------------
     def _path(self, expression: Any, where: str) -> Path:
         if not isinstance(expression, str):
             raise ViewError(f"{where}: a FHIRPath expression must be a string, got {expression!r}")
+        self._expressions.append(expression)
         try:
             return Path(expression, self.constants)
         except PathError as exc:
@@ -220,6 +222,10 @@ class CompiledView:
         else:
             return self._focus(sel, node, env)
         out: list[tuple[Any, ...]] = []
+        if not self._row_index:  # no expression reads %rowIndex: one environment for every item
+            for focus in foci:
+                out.extend(self._focus(sel, focus, env))
+            return out
         for index, focus in enumerate(foci):
             out.extend(self._focus(sel, focus, _at(env, index)))
         return out
@@ -232,7 +238,7 @@ class CompiledView:
 
     def _focus(self, sel: _Select, focus: Any, env: Env) -> list[tuple[Any, ...]]:
         own: list[Any] = [None] * len(sel.columns)
-        items = [] if focus is None else [focus.data if isinstance(focus, ResourceNode) else focus]
+        items = [] if focus is None else [raw(focus)]
         for prefix, members in sel.groups:
             shared = None
             if prefix is not None:
@@ -240,6 +246,9 @@ class CompiledView:
                     shared = prefix(items, env)
                 except Fallback:
                     shared = None
+                if shared is not None and len(shared) == 1 and type(shared[0]) is dict:
+                    _members_of(shared[0], members, own, focus, env)  # the common case, inline
+                    continue
             for position, column, path, member in members:
                 result = None
                 try:
@@ -272,6 +281,27 @@ class CompiledView:
 
 
 _SCALARS = (str, int, bool)
+
+
+def _members_of(item: dict[str, Any], members: list[tuple[int, Column, Path, Any]], own: list[Any], focus: Any,
+                env: Env) -> None:  # fmt: skip
+    """The columns ``prefix.<member>`` of one shared prefix item, with :func:`~.fhirpath.member_fn`'s rules inline
+    (a wide view has a few hundred such columns per patient: a call and a list per column cost a third of it)."""
+    for position, column, path, member in members:
+        name = member.name
+        value = item.get(name)
+        if value is None:
+            if "_" + name in item or not (member.choice and has_choice(item, name)):
+                if column.collection:
+                    own[position] = []
+                continue  # nothing (a primitive with only an extension yields nothing too): NULL
+            own[position] = _value(column, path, path.slow(focus, env))
+        elif "_" + name in item:
+            own[position] = _value(column, path, path.slow(focus, env))
+        elif type(value) in _SCALARS and not column.collection:
+            own[position] = value
+        else:
+            own[position] = _value(column, path, value if type(value) is list else [value])
 
 
 def _at(env: Env, index: int) -> Env:

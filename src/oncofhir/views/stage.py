@@ -6,7 +6,10 @@ pyarrow) is paid once (a SLURM job costs seconds: docs/cluster.md).
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,37 @@ def stage_tables(
     roundtrip_tsv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the center's Parquet tables; with ``records`` and ``index``, also the round trip (JSON + TSV)."""
+    with _no_cycle_collector():
+        return _stage(dictionary, views_dir, ndjson, out_dir, center, root, records, index, roundtrip_json,
+                      roundtrip_tsv)  # fmt: skip
+
+
+@contextmanager
+def _no_cycle_collector() -> Iterator[None]:
+    """Pause Python's cycle collector: the stage allocates millions of acyclic objects (parsed JSON, rows) and
+    keeps every view's rows, so each full collection walks them all again; that cost a quarter of the stage
+    (measured on 4,000 uc7 patients, docs/tables.md#speed). Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _stage(
+    dictionary: str | Path,
+    views_dir: str | Path,
+    ndjson: str | Path,
+    out_dir: str | Path,
+    center: str,
+    root: str | Path | None,
+    records: str | Path | None,
+    index: str | Path | None,
+    roundtrip_json: str | Path | None,
+    roundtrip_tsv: str | Path | None,
+) -> dict[str, Any]:
     dd = load_compiled(dictionary)
     views = load_views(views_dir)
     counts, all_rows = center_tables(views, ndjson, out_dir, center, root)
