@@ -44,3 +44,28 @@ def workflow_env(secret: str = "oncofhir-demo-secret-NOT-for-real-data", **extra
     if secret:
         env["ONCOFHIR_PSEUDONYM_KEY"] = secret
     return env | extra
+
+
+# Runs Snakemake's command line in-process and records every job it schedules (dry run) or runs, from the
+# JOB_INFO events that logger plugins receive; writes {"exit": code, "jobs": [{"rule", "wildcards"}]} to argv[1].
+RECORD_JOBS = """
+import json, logging, sys
+from snakemake.cli import main
+from snakemake_interface_logger_plugins.common import LogEvent
+
+jobs = []
+
+class Jobs(logging.Handler):
+    def emit(self, record):
+        if getattr(record, "event", None) == LogEvent.JOB_INFO:
+            jobs.append({"rule": record.rule_name, "wildcards": dict(record.wildcards or {})})
+
+logging.getLogger().addHandler(Jobs())
+try:
+    main(sys.argv[2:])
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+with open(sys.argv[1], "w") as handle:
+    json.dump({"exit": code, "jobs": jobs}, handle)
+"""

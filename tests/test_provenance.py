@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO, workflow_env
+from helpers import RECORD_JOBS, REPO, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.provenance.code_version import STAGE_MODULES, closure, stage_code_version
@@ -27,27 +27,6 @@ USE_CASES = ("uc1", "uc3")
 CENTERS = ("site_a", "site_b")
 SECRET = "a-real-secret-of-32-characters!!"
 
-_RECORD_JOBS = """
-import json, logging, sys
-from snakemake.cli import main
-from snakemake_interface_logger_plugins.common import LogEvent
-
-jobs = []
-
-class Jobs(logging.Handler):
-    def emit(self, record):
-        if getattr(record, "event", None) == LogEvent.JOB_INFO:
-            jobs.append({"rule": record.rule_name, "wildcards": dict(record.wildcards or {})})
-
-logging.getLogger().addHandler(Jobs())
-try:
-    main(sys.argv[2:])
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-with open(sys.argv[1], "w") as handle:
-    json.dump({"exit": code, "jobs": jobs}, handle)
-"""
 
 Job = tuple[str, str, str]
 
@@ -128,7 +107,7 @@ def _snakemake(copy_root: Path, config: Path, tmp: Path, *args: str) -> tuple[se
         [
             sys.executable,
             "-c",
-            _RECORD_JOBS,
+            RECORD_JOBS,
             str(record),
             "-s",
             str(copy_root / "Snakefile"),

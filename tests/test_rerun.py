@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO, workflow_env
+from helpers import RECORD_JOBS, REPO, workflow_env
 
 from oncofhir.demo import generate
 
@@ -26,29 +26,6 @@ RECORDS = 20
 SEED = 7
 REAL_SECRET = "a-real-secret-of-32-characters!!"  # real (not generated) exports: never the public demo secret
 
-# Runs Snakemake's command line in-process and records every job it schedules (dry run) or runs, from the
-# JOB_INFO events that logger plugins receive; writes {"exit": code, "jobs": [{"rule", "wildcards"}]} to argv[1].
-_RECORD_JOBS = """
-import json, logging, sys
-from snakemake.cli import main
-from snakemake_interface_logger_plugins.common import LogEvent
-
-jobs = []
-
-class Jobs(logging.Handler):
-    def emit(self, record):
-        if getattr(record, "event", None) == LogEvent.JOB_INFO:
-            jobs.append({"rule": record.rule_name, "wildcards": dict(record.wildcards or {})})
-
-logging.getLogger().addHandler(Jobs())
-try:
-    main(sys.argv[2:])
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-with open(sys.argv[1], "w") as handle:
-    json.dump({"exit": code, "jobs": jobs}, handle)
-"""
 
 Job = tuple[str, str, str]  # (rule, use_case, center); aggregates have "" for both
 
@@ -66,7 +43,7 @@ def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     """Run (or, with -n, plan) the workflow on ``config``; the jobs it schedules."""
     record = tmp / f"jobs-{time.monotonic_ns()}.json"
     result = subprocess.run(
-        [sys.executable, "-c", _RECORD_JOBS, str(record), "--configfile", str(config), *args],
+        [sys.executable, "-c", RECORD_JOBS, str(record), "--configfile", str(config), *args],
         cwd=REPO,
         env=workflow_env(REAL_SECRET),
         capture_output=True,
