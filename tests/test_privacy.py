@@ -21,12 +21,14 @@ from oncofhir.demo import generate
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.errors import DictionaryError, InputDataError
 from oncofhir.privacy import check_release, count_classes, stage_privacy, write_counts
+from oncofhir.tsv import cell
 
 SECRET = "a-real-secret-of-32-characters!!"
 
 
 def _center_files(tmp: Path, center: str, rows: list[tuple[str, str, str, str]], deposited: set[str]) -> tuple:
-    """A uc1 records table (record_id, sex, onsetage, indeterm_nodule) and the FHIR index of the deposited ids."""
+    """A uc1 records table (record_id, sex, onsetage, indeterm_nodule) and the FHIR index of the deposited ids, each
+    written as the FHIR stage writes it (a spreadsheet-safe cell)."""
     records = tmp / f"{center}.records.csv"
     with records.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -36,7 +38,7 @@ def _center_files(tmp: Path, center: str, rows: list[tuple[str, str, str, str]],
     index = tmp / f"{center}.index.tsv"
     index.write_text(
         "record_id\tpatient_key\tfile\tbundle_id\tresources\n"
-        + "".join(f"{rid}\tpsn-x{rid}\tf.json\tb\t3\n" for rid, *_ in rows if rid in deposited),
+        + "".join(f"{cell(rid)}\tpsn-x{k}\tf.json\tb\t3\n" for k, (rid, *_) in enumerate(rows) if rid in deposited),
         encoding="utf-8",
     )
     return records, index
@@ -348,3 +350,11 @@ def test_the_classes_tsv_is_spreadsheet_safe(tmp_path: Path, compiled) -> None:
     lines = (tmp_path / "p.tsv").read_text(encoding="utf-8").splitlines()
     assert lines == ["center\tsex\tonsetage\trecords\tsensitive_values\tbelow_k", "'=HYPERLINK(1)\t1\t60\t1\t1\tyes"]
     assert oct(stat.S_IMODE((tmp_path / "p.tsv").stat().st_mode)) == "0o600"
+
+
+def test_record_ids_a_spreadsheet_would_misread_are_counted(tmp_path: Path, compiled) -> None:
+    """The index holds ``'=1`` for the id ``=1``, and a quote is data: every deposited record is counted (a csv
+    reader of the index used to miss both)."""
+    rows = [("=1", "1", "60", "0"), ('a"b', "1", "60", "0"), ("plain", "1", "60", "0")]
+    records, index = _center_files(tmp_path, "a", rows, {r[0] for r in rows})
+    assert count_classes(compiled["uc1"], records, index, "a") == {("a", "1", "60", "0"): 3}

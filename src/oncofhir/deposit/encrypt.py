@@ -243,15 +243,9 @@ def _encrypt_line(encryptor: Encryptor, line: bytes, dest: str) -> Sums:
 
 def _index_keys(index: Path) -> list[str]:
     """The ``patient_key`` column of the FHIR stage's index, in NDJSON order."""
-    try:
-        lines = index.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputDataError(f"cannot read the FHIR index: {exc.strerror}", path=str(index)) from None
-    header = lines[0].split("\t") if lines else []
-    if "patient_key" not in header:
-        raise InputDataError("not a FHIR index (no patient_key column)", path=str(index))
-    column = header.index("patient_key")
-    return [line.split("\t")[column] for line in lines[1:]]
+    from ..fhir.index import iter_index
+
+    return [key for (key,) in iter_index(index, "patient_key")]
 
 
 def _count_lines(path: Path) -> int:

@@ -25,9 +25,9 @@ from ..ingest import Reject, write_rejects
 from ..io_utils import DIR_MODE, FILE_MODE, clean_stale, private_parents, private_writer, safe_stem, temp_path
 from ..tsv import cell
 from .builder import Built
+from .index import INDEX_HEADER, iter_index
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-INDEX_HEADER = "record_id\tpatient_key\tfile\tbundle_id\tresources\n"
 
 
 class _Folder:
@@ -189,10 +189,7 @@ def explode_ndjson(ndjson_path: str | Path, index_path: str | Path, bundle_dir: 
     Byte for byte what :func:`write_center` writes with a ``bundle_dir``: the line without its newline. Files are
     0600 in a 0700 folder that appears complete or not at all.
     """
-    lines = Path(index_path).read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0] + "\n" != INDEX_HEADER:
-        raise InputDataError("not a FHIR index written by the FHIR stage", path=str(index_path))
-    names = [line.split("\t")[2] for line in lines[1:]]
+    names = [name for (name,) in iter_index(index_path, "file")]
     folder = _Folder(Path(bundle_dir))
     try:
         count = 0

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..dictionary.compiled import CompiledDictionary
 from ..errors import DictionaryError, InputDataError
+from ..fhir.index import iter_index
 from ..ingest import allow_large_fields
 from ..io_utils import write_private
+from ..tsv import cell
 
 #: The pseudo-variable naming the record's center (from the centers sheet, not from the export).
 CENTER = "center"
@@ -32,9 +34,9 @@ def attributes(dd: CompiledDictionary) -> tuple[list[str], str | None]:
 
 
 def deposited_ids(index: str | Path) -> set[str]:
-    """Record ids of the center's bundles (the FHIR stage's index): the records the deposit holds."""
-    with open(index, encoding="utf-8", newline="") as handle:
-        return {row["record_id"] for row in csv.DictReader(handle, delimiter="\t")}
+    """Record ids of the center's bundles as the FHIR stage's index holds them (spreadsheet-safe cells,
+    :mod:`oncofhir.fhir.index`): the records the deposit holds, matched by ``cell(record id)``."""
+    return {record_id for (record_id,) in iter_index(index, "record_id")}
 
 
 def count_classes(dd: CompiledDictionary, records: str | Path, index: str | Path, center: str) -> Counter[Key]:
@@ -57,7 +59,7 @@ def count_classes(dd: CompiledDictionary, records: str | Path, index: str | Path
             )
         picks = [None if c == CENTER else where[c] for c in columns]
         for cells in reader:
-            if cells[id_column] in keep:
+            if cell(cells[id_column]) in keep:
                 counts[tuple(center if i is None else cells[i] for i in picks)] += 1
     return counts
 

@@ -279,17 +279,17 @@ def _bundle_id(path: str) -> str:
 
 
 def read_index(path: str | Path) -> dict[str, tuple[str, str]]:
-    """Bundle id -> (record id, pseudonym) from the FHIR stage's index (record_id, patient_key, file, bundle_id...)."""
-    from ..fhir.writer import INDEX_HEADER
+    """Bundle id -> (record id, pseudonym) from the FHIR stage's index (record_id, patient_key, file, bundle_id...).
 
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0] + "\n" != INDEX_HEADER:
-        raise InputDataError("not a FHIR index written by the FHIR stage", path=str(path))
-    out = {}
-    for line in lines[1:]:
-        record_id, key, _file, bundle_id = line.split("\t")[:4]
-        out[bundle_id] = (record_id, key)
-    return out
+    The index holds the record id as a spreadsheet-safe cell: unescaped here, so that issues.tsv, which neutralises
+    its cells again, escapes it once (a neutralised id keeps its apostrophe: :func:`oncofhir.tsv.unescape`)."""
+    from ..fhir.index import iter_index
+    from ..tsv import unescape
+
+    return {
+        bundle_id: (unescape(record_id), key)
+        for record_id, key, bundle_id in iter_index(path, "record_id", "patient_key", "bundle_id")
+    }
 
 
 def _row(source: str, bundle_id: str, issue: Issue, who: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:

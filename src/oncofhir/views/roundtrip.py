@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..dictionary.compiled import CompiledDictionary
+from ..fhir.index import iter_index
 from ..fhir.values import BadValue, epoch_period, parse_number
 from ..ingest import Records
 from ..logic import parse
@@ -272,16 +273,9 @@ def round_trip(
 
 
 def read_index(path: str | Path) -> dict[str, str]:
-    """record id cell -> patient key from the FHIR stage's index TSV.
-
-    The index holds each record id as a spreadsheet-safe cell (:func:`oncofhir.tsv.cell`: a formula-like id gets a
-    leading apostrophe, tabs and newlines escaped), so :func:`round_trip` looks records up by ``cell(record id)``:
-    the writer's own function, exact for every id, where reading the cell back could not tell ``'=1`` from ``=1``.
-    Lines are split on tabs, not parsed as CSV: a quote in an id is data."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        rid, key = header.index("record_id"), header.index("patient_key")
-        return {cols[rid]: cols[key] for cols in (line.rstrip("\n").split("\t") for line in handle) if len(cols) > key}
+    """record id cell -> patient key from the FHIR stage's index TSV (:mod:`oncofhir.fhir.index`: :func:`round_trip`
+    looks records up by ``cell(record id)``)."""
+    return dict(iter_index(path, "record_id", "patient_key"))
 
 
 def summary(
