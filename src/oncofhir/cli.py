@@ -126,6 +126,20 @@ def _cmd_qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_qc_pool(args: argparse.Namespace) -> int:
+    from .qc.pool import pool_settings, stage_qc_pool
+
+    settings = pool_settings(_mapping_option(args.settings, "--settings"))
+    pseudonym = None
+    if args.pseudonyms:
+        from .deposit.pseudonym import Pseudonymizer, load_secret
+
+        pseudonym = Pseudonymizer(load_secret(allow_demo=not args.refuse_demo_secret)).pseudonym
+    summary = stage_qc_pool(args.dictionary, args.stats, args.out_dir, settings=settings, pseudonym=pseudonym)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
 def _mapping_option(text: str | None, option: str) -> dict[str, object] | None:
     """A YAML/JSON mapping given on the command line (check type -> number); None when not given."""
     import yaml
@@ -383,6 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a check type with no applicable check: left out of the score, or counted as fully passed",
     )
     qc.set_defaults(func=_cmd_qc)
+
+    qp = sub.add_parser("qc-pool", help="outliers, duplicate patients and drift over all centers of a use case")
+    qp.add_argument("--dictionary", required=True, help="compiled dictionary JSON of the use case")
+    qp.add_argument("--stats", nargs="+", required=True, help="every center's pool_stats.json (from `oncofhir qc`)")
+    qp.add_argument(
+        "--out-dir", required=True, help="output folder: drift.tsv, outliers.tsv, duplicates.tsv, pool.json"
+    )
+    qp.add_argument("--settings", help="YAML/JSON: the config's qc.pool (thresholds, weights; docs/qc.md)")
+    qp.add_argument(
+        "--pseudonyms",
+        action="store_true",
+        help="add each duplicate's pseudonym (made with the secret in ONCOFHIR_PSEUDONYM_KEY)",
+    )
+    qp.add_argument("--refuse-demo-secret", action="store_true", help="refuse the public demo secret (real data)")
+    qp.set_defaults(func=_cmd_qc_pool)
 
     fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
     fh.add_argument("--dictionary", required=True, help="compiled dictionary JSON")

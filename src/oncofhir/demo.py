@@ -13,6 +13,8 @@ import hashlib
 import io
 import os
 import random
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from .dictionary.compiled import CompiledDictionary, Field, load_compiled
@@ -32,6 +34,20 @@ _RANGES = {
     "neoadj": (1, 8),
 }
 _PERCENT = ("er", "pr", "ki67")
+
+#: Defects of the pool checks (docs/qc.md#pool-checks) the demo injects by default, by center: an outlier and a
+#: patient entered twice in hospital_a, hospital_a's patient entered again in hospital_b, and a hospital_c coding
+#: every 'unknown' of one variable as 'no'. Centers with other names get none.
+POOL_DEFECTS: dict[str, str] = {
+    "outlier": "hospital_a",
+    "duplicate": "hospital_a",
+    "cross_duplicate": "hospital_b",
+    "recoded": "hospital_c",
+}
+#: The center whose record hospital_b's cross-center duplicate copies.
+CROSS_SOURCE = "hospital_a"
+#: An injected outlier is the variable's demo maximum times this (robust z far above any threshold).
+OUTLIER_FACTOR = 20
 
 
 def _range(f: Field) -> tuple[float, float]:
@@ -71,8 +87,34 @@ def _defect(f: Field, rng: random.Random) -> str:
     return ""
 
 
-def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> str:
-    """The CSV text of one center's export."""
+def generate(
+    dd: CompiledDictionary,
+    center: str,
+    records: int,
+    seed: int,
+    *,
+    defect_rate: float = 0.02,
+    pool_defects: Mapping[str, str] | None = POOL_DEFECTS,
+) -> str:
+    """The CSV text of one center's export.
+
+    ``defect_rate``: share of values replaced by a realistic wrong one (0: a clean export). ``pool_defects``: which
+    center gets which defect of the pool checks (:func:`inject_pool_defects`; None or {}: none).
+    """
+    rows, header, fields = _rows(dd, center, records, seed, defect_rate)
+    if pool_defects:
+        inject_pool_defects(dd, center, rows, fields, pool_defects, records=records, seed=seed, defect_rate=defect_rate)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n" if center.endswith("_b") else "\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return ("\ufeff" if center.endswith("_b") else "") + out.getvalue()
+
+
+def _rows(
+    dd: CompiledDictionary, center: str, records: int, seed: int, defect_rate: float
+) -> tuple[list[list[str]], list[str], list[Field]]:
+    """The export's rows (record id first, then the DAG, the fields and the form status), header and fields."""
     rng = random.Random(f"{seed}/{dd.use_case}/{center}")
     fields = [f for f in dd.fields.values() if f.type not in {"descriptive", "calc"}]
     branching = {f.name: parse(f.branching) for f in fields if f.branching}
@@ -90,7 +132,7 @@ def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> st
             blank_rate = 0.6 if sparse else (0.05 if f.level == "minimal" else 0.15 if f.level == "mandatory" else 0.3)
             if rng.random() < blank_rate:
                 rec[f.name] = ""
-            elif rng.random() < 0.02:
+            elif rng.random() < defect_rate:
                 rec[f.name] = _defect(f, rng)
             else:
                 rec[f.name] = _value(f, rng)
@@ -102,11 +144,105 @@ def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> st
         blank = list(rows[rng.randrange(records)])
         blank[0] = ""
         rows.insert(rng.randrange(len(rows)), blank)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n" if center.endswith("_b") else "\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return ("\ufeff" if center.endswith("_b") else "") + out.getvalue()
+    return rows, header, fields
+
+
+# ---- Pool-check defects (issue #15): outlier, duplicate patient, recoded center. Deterministic: each is placed
+# by rule, not by chance, so a test knows exactly what to find.
+
+
+def inject_pool_defects(
+    dd: CompiledDictionary,
+    center: str,
+    rows: list[list[str]],
+    fields: list[Field],
+    defects: Mapping[str, str],
+    *,
+    records: int,
+    seed: int,
+    defect_rate: float,
+) -> list[str]:
+    """Apply the defects ``defects`` (kind -> center) assigns to ``center``; returns what was injected.
+
+    A copied patient is the first (within the center) or the last (across centers) record with enough duplicate
+    keys filled in; both are reserved, so no other injection changes them and the copy stays a copy. The copies
+    overwrite the last records (their ids kept: the same patient under another id), the outlier the first free one.
+    """
+    done = []
+    column = {f.name: k for k, f in enumerate(fields)}
+    usable = keyed_rows(dd, rows, column)
+    reserved = {usable[0], usable[-1]} if usable else set()
+    free = [k for k in _unique_rows(rows) if k not in reserved]
+    if defects.get("duplicate") == center and usable and len(free) > 1:
+        rows[free.pop()][2:] = list(rows[usable[0]][2:])
+        done.append("duplicate")
+    if defects.get("cross_duplicate") == center and center != CROSS_SOURCE and len(free) > 1:
+        source, _, _ = _rows(dd, CROSS_SOURCE, records, seed, defect_rate)
+        others = keyed_rows(dd, source, column)
+        if others:
+            rows[free.pop()][2:] = list(source[others[-1]][2:])
+            done.append("cross_duplicate")
+    f = outlier_field(fields)
+    if defects.get("outlier") == center and f is not None and free:
+        rows[free[0]][_cell(f.name, column)] = str(int(_range(f)[1] * OUTLIER_FACTOR) + 1)
+        done.append("outlier")
+    if defects.get("recoded") == center and recode_unknown_as_no(rows, fields, column):
+        done.append("recoded")
+    return done
+
+
+def _cell(name: str, column: dict[str, int]) -> int:
+    """The row cell of a field (the DAG column sits after the record id)."""
+    return 0 if column[name] == 0 else column[name] + 1
+
+
+def outlier_field(fields: list[Field]) -> Field | None:
+    """The variable that gets the outlier: the first number without validation limits or branching logic (so no
+    other check catches it: only the pool's outlier check), else the first number without branching."""
+    numbers = [f for f in fields[1:] if f.datatype in {"integer", "number"} and not f.branching]
+    free = [f for f in numbers if not f.min and not f.max]
+    return (free or numbers or [None])[0]
+
+
+def _unique_rows(rows: list[list[str]]) -> list[int]:
+    """Indexes of rows whose record id is not blank and occurs once (ingest keeps exactly those)."""
+    counts = Counter(r[0] for r in rows)
+    return [k for k, r in enumerate(rows) if r[0] and counts[r[0]] == 1]
+
+
+def keyed_rows(dd: CompiledDictionary, rows: list[list[str]], column: dict[str, int]) -> list[int]:
+    """Rows ingest keeps that have enough duplicate keys filled in to be compared (mapping.yaml ``duplicates``)."""
+    spec = dd.duplicates or {}
+    keys = list(spec.get("keys", []))
+    if not keys:
+        return []
+    need = int(spec.get("min_filled", len(keys)))
+    return [k for k in _unique_rows(rows) if sum(rows[k][_cell(n, column)] != "" for n in keys) >= need]
+
+
+def recoded_field(fields: list[Field]) -> tuple[Field, str, str] | None:
+    """The variable the recoded center codes differently: the first without branching logic whose choices include
+    'no' and 'unknown' (labels), with those two codes."""
+    for f in fields[1:]:
+        if f.branching or f.type == "checkbox":
+            continue
+        by_label = {label.strip().lower(): code for code, label in f.choices.items()}
+        if "no" in by_label and "unknown" in by_label:
+            return f, by_label["unknown"], by_label["no"]
+    return None
+
+
+def recode_unknown_as_no(rows: list[list[str]], fields: list[Field], column: dict[str, int]) -> bool:
+    """Every 'unknown' of :func:`recoded_field` entered as 'no'."""
+    found = recoded_field(fields)
+    if found is None:
+        return False
+    f, unknown, no = found
+    cell = _cell(f.name, column)
+    for row in rows:
+        if row[cell] == unknown:
+            row[cell] = no
+    return True
 
 
 def write_center_export(compiled_json: str | Path, out: str | Path, *, center: str, records: int, seed: int) -> int:

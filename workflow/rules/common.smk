@@ -412,6 +412,18 @@ def get_privacy_counts(wildcards):
     ]
 
 
+# ---- QC pool checks (issue #15): per use case, from each center's pool_stats.json (written by its QC job) -------
+QC_POOL = config["qc"]["pool"]
+
+
+def get_pool_stats(wildcards):
+    """Every center's pool statistics of one use case (a changed center reruns its QC and this use case's pool)."""
+    rows = CENTERS[CENTERS.use_case == wildcards.use_case]
+    return [
+        f"{RESULTS}/qc/{wildcards.use_case}/{c}/pool_stats.json" for c in rows.center
+    ]
+
+
 def get_privacy_decision(wildcards):
     """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
     if config["privacy"]["action"] != "block":

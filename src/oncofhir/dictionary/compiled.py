@@ -74,6 +74,8 @@ class CompiledDictionary:
     format: int = COMPILED_FORMAT
     #: mapping.yaml ``privacy``: quasi-identifiers and the optional sensitive variable (oncofhir.privacy)
     privacy: dict[str, Any] = field(default_factory=dict)
+    #: mapping.yaml ``duplicates``: the key variables of the duplicate-patient check (oncofhir.qc.duplicates)
+    duplicates: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete_columns(self) -> list[str]:

@@ -369,6 +369,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
                     f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping"
                 )
     problems += _privacy_problems(mapping.get("privacy") or {}, fields)
+    problems += _duplicates_problems(mapping.get("duplicates") or {}, fields, record_id)
     data_fields = {f.name for f in fields_list if f.type in DATA_TYPES and f.type != "calc"}
     for name in sorted(data_fields - comp.used):
         problems.append(f"variable '{name}' feeds no resource: its data would be lost")
@@ -412,6 +413,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             "mapping.yaml": _sha256(mapping_path),
         },
         privacy=mapping.get("privacy") or {},
+        duplicates=mapping.get("duplicates") or {},
     )
 
 
@@ -430,6 +432,23 @@ def _privacy_problems(privacy: dict[str, Any], fields: dict[str, RedcapField]) -
             problems.append(f"privacy, {key}: '{name}' is not in the REDCap dictionary")
         elif fields[name].type in ("checkbox", "descriptive"):
             problems.append(f"privacy, {key}: '{name}' is a {fields[name].type} field, not one value per record")
+    return problems
+
+
+def _duplicates_problems(spec: dict[str, Any], fields: dict[str, RedcapField], record_id: str) -> list[str]:
+    """Duplicate keys must be one-value data variables other than the record id (which ingest already keeps
+    unique), and ``min_filled`` at most the number of keys."""
+    problems = []
+    keys = spec.get("keys", [])
+    for name in keys:
+        if name not in fields:
+            problems.append(f"duplicates, keys: '{name}' is not in the REDCap dictionary")
+        elif name == record_id:
+            problems.append(f"duplicates, keys: '{name}' is the record id (ingest already rejects repeated ids)")
+        elif fields[name].type in ("checkbox", "descriptive", "calc"):
+            problems.append(f"duplicates, keys: '{name}' is a {fields[name].type} field, not one value per record")
+    if spec.get("min_filled", 0) > len(keys):
+        problems.append(f"duplicates, min_filled: {spec['min_filled']} is more than the {len(keys)} keys")
     return problems
 
 

@@ -40,6 +40,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "unclaimed_groups": ("oncofhir.smk", "oncofhir.split"),
     "ingest": ("oncofhir.cli", "oncofhir.pipeline", "oncofhir.ingest"),
     "qc": ("oncofhir.cli", "oncofhir.qc"),
+    "qc_pool": ("oncofhir.cli", "oncofhir.qc.pool", "oncofhir.deposit.pseudonym"),
     "qc_index": ("oncofhir.smk", "oncofhir.qc"),
     "fhir": (
         "oncofhir.cli",

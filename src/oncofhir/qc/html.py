@@ -189,9 +189,14 @@ def _rate(fail: int, passed: int) -> float | None:
     return 100.0 * passed / (fail + passed) if fail + passed else None
 
 
-def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, Any]], min_score: float = 80.0) -> str:
+def index_page(
+    centers: Sequence[dict[str, Any]],
+    use_cases: Sequence[dict[str, Any]],
+    min_score: float = 80.0,
+    pools: Sequence[dict[str, Any]] = (),
+) -> str:
     """The combined page: pooled score per use case, then every center with a link to its report; a center below
-    ``min_score`` is flagged.
+    ``min_score`` is flagged; then each use case's pool checks (``pools``: :func:`oncofhir.qc.pool_html.pool_sections`).
 
     ``centers`` are qc.json summaries with an added ``link``; ``use_cases`` are pooled rows with ``use_case``,
     ``centers``, ``records``, ``excluded`` and a ``table`` (:class:`~oncofhir.qc.scoring.ScoreTable`).
@@ -246,4 +251,5 @@ def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, 
         ],
         chart=bar_chart(items, "Score per use case and center"),
         min_score=f"{min_score:g}",
+        pools=pools,
     )

@@ -31,7 +31,14 @@ CHECK_TYPES: tuple[CheckType, ...] = (
     CheckType("range", "Plausibility", "Meets known range limits"),
     CheckType("branching", "Plausibility", "Leaves the fields its branching logic hides blank"),
 )
-TYPES: dict[str, CheckType] = {t.name: t for t in CHECK_TYPES}
+#: Checks over all centers of a use case (:mod:`oncofhir.qc.pool`, one job per use case, after every center's QC):
+#: reported always, in the QC index's scores only with a weight in ``qc.pool.weights`` (default 0).
+POOL_CHECK_TYPES: tuple[CheckType, ...] = (
+    CheckType("outlier", "Plausibility", "Within the pooled distribution of the use case's centers (atemporal)"),
+    CheckType("duplicate", "Plausibility", "Not a likely duplicate of another record (uniqueness)"),
+    CheckType("drift", "Plausibility", "Distributed like the other centers (cross-center drift, per variable)"),
+)
+TYPES: dict[str, CheckType] = {t.name: t for t in (*CHECK_TYPES, *POOL_CHECK_TYPES)}
 
 #: The paper's six types: always rows of the score table (Table 2), whatever their weight.
 PAPER_TYPES: tuple[str, ...] = ("minimal_req", "mandatory_req", "length", "datatype", "permissible", "range")

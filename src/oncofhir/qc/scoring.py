@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from .checks import QCResult
-from .model import CHECK_TYPES, DEFAULT_NO_CHECKS, DEFAULT_WEIGHTS, FAIL, NO_CHECKS_POLICIES, PAPER_TYPES, PASS, TYPES
+from .model import DEFAULT_NO_CHECKS, DEFAULT_WEIGHTS, FAIL, NO_CHECKS_POLICIES, PAPER_TYPES, PASS, TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,8 @@ def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     """Table 2's weights overridden by ``weights`` (a partial mapping changes only the types it names)."""
     out = dict(DEFAULT_WEIGHTS)
     for name, value in (weights or {}).items():
-        if name not in TYPES:
-            raise ConfigError(f"qc.weights: unknown check type '{name}' (known: {', '.join(TYPES)})")
+        if name not in DEFAULT_WEIGHTS:  # pool checks are weighted in qc.pool.weights (scored in the QC index)
+            raise ConfigError(f"qc.weights: unknown check type '{name}' (known: {', '.join(DEFAULT_WEIGHTS)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise ConfigError(f"qc.weights.{name}: {value!r} is not a number >= 0")
         out[name] = float(value)
@@ -72,7 +72,7 @@ def check_policy(no_checks: str) -> str:
 
 def table_types(weights: Mapping[str, float]) -> list[str]:
     """The rows of the score table: the paper's six types, then any other type given a weight, in Table 1 order."""
-    return [t.name for t in CHECK_TYPES if t.name in PAPER_TYPES or weights.get(t.name, 0) > 0]
+    return [t.name for t in TYPES.values() if t.name in PAPER_TYPES or weights.get(t.name, 0) > 0]
 
 
 def score_table(
