@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--centers", type=int, default=35, help="centers of the timing run")
     parser.add_argument("--records", type=int, default=572, help="records per center (timing run)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=5, help="detection runs (one seed each)")
+    parser.add_argument("--seeds", type=int, default=10, help="detection runs (one seed each)")
     parser.add_argument("--detect-centers", type=int, default=6, help="centers of each detection run")
     parser.add_argument("--detect-records", type=int, default=150, help="records per center in detection runs")
     parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "out"), help="scratch folder")

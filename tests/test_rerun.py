@@ -148,6 +148,9 @@ def test_a_changed_export_reruns_only_its_center(consortium: Consortium, tmp_pat
         plan = dry_run(tmp_path, consortium.config)
         assert_only(plan, consortium, "uc3", "site_b")
         assert ("fhir", "uc3", "site_b") in plan.jobs
+        # the use case's pool step (it needs every center) reruns; site_a's QC and the other use case's pool do not
+        assert ("qc", "uc3", "site_b") in plan.jobs and ("qc_pool", "uc3", "") in plan.jobs
+        assert ("qc", "uc3", "site_a") not in plan.jobs and ("qc_pool", "uc1", "") not in plan.jobs
     finally:
         export.write_bytes(original)  # same content, newer time stamp: nothing to do again (as when touched)
 

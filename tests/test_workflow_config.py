@@ -411,6 +411,14 @@ def test_all_qc_weights_0_stop_the_run_before_any_job(tmp_path: Path) -> None:
     )
 
 
+def test_a_bad_pool_threshold_stops_the_run_before_any_job_naming_the_key(tmp_path: Path) -> None:
+    write(tmp_path / "p.yaml", "qc: {pool: {drift: {alpha: 0}}}\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "p.yaml")) == (
+        f"{tmp_path}/p.yaml: config key 'qc.pool.drift.alpha': 0 is less than or equal to the minimum of 0 "
+        "(config/README.md)"
+    )
+
+
 def test_a_folder_given_as_the_centers_sheet_says_folder_not_missing(tmp_path: Path) -> None:
     (tmp_path / "sheets").mkdir()
     write(tmp_path / "my.yaml", "centers: sheets\n")
