@@ -103,7 +103,7 @@ def pool_section(pool: Mapping[str, Any], links: Mapping[str, str]) -> dict[str,
         "rows": heat_rows,
         "panels": panels,
         "counts": counts,
-        "keys": ", ".join(pool.get("keys", [])) or "none declared",
+        "dup_keys": ", ".join(pool.get("keys", [])) or "none declared",
         "settings": (
             f"outlier: robust z > {settings['max_robust_z']:g}, rare code share < {settings['rare_share']:g}; drift: "
             f"JS ≥ {settings['categorical']:g} (codes), KS D ≥ {settings['numeric']:g} (numbers), p < "
