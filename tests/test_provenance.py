@@ -177,7 +177,7 @@ def test_a_changed_stage_module_reruns_that_stage_and_its_dependants_for_every_c
     finally:
         module.write_bytes(original)
     per_center = {job for job in planned if job[1]}
-    stages = {"qc", "fhir", "validate", "encrypt", "privacy_counts", "privacy", "tables"}
+    stages = {"qc", "qc_pool", "fhir", "validate", "encrypt", "privacy_counts", "privacy", "tables"}
     expected = {job for job in repo_copy.first if job[1] and job[0] in stages}
     assert per_center == expected, output[-3000:]
     assert {("qc", u, c) for u in USE_CASES for c in CENTERS} <= per_center

@@ -199,7 +199,7 @@ def test_the_index_shows_the_heat_map_panels_and_counts_and_scores_only_weighted
     unweighted = write_qc_index(qc, str(out), pool_json_paths=[str(pool)])
     page = out.read_text(encoding="utf-8")
     assert "uc7: across centers (outliers, duplicates, drift)" in page
-    assert 'href="#d-uc7-hospital_c-lactation">!</a>' in page
+    assert 'href="#d-uc7-hospital_c-lactation" class="f">!</a>' in page
     assert '<div class="dist" id="d-uc7-hospital_c-lactation">' in page
     assert "<script" not in page and "src=" not in page  # no script, nothing fetched
     # 79 records (the demo's repeated id rejects both copies), 1 outlier, 3 records in pairs, 1 pair within, 1 across
