@@ -88,6 +88,8 @@ def test_duplicates_repeats_ragged_and_blank_ids_are_rejected_with_reasons(tmp_p
             "A4,s,,,0,78",
             row.format(rid="", rpt="", inst=""),
             row.format(rid="A5", rpt="", inst=""),
+            row.format(rid='"A6\tx"', rpt="", inst=""),
+            row.format(rid="A7\x1b", rpt="", inst=""),
         ],
         header=header,
     )
@@ -99,8 +101,10 @@ def test_duplicates_repeats_ragged_and_blank_ids_are_rejected_with_reasons(tmp_p
         (5, "A3", "repeating instrument 'biopsy' instance 2: this data model has no repeating instruments"),
         (6, "A4", "row has 6 cells, the header has 19"),
         (7, "", "blank record id (column 'record_id')"),
+        (9, "A6\\tx", "record id holds the control character U+0009 (column 'record_id'): fix it in REDCap"),
+        (10, "A7\\x1b", "record id holds the control character U+001B (column 'record_id'): fix it in REDCap"),
     ]
-    assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 7
+    assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 9
 
 
 def test_require_complete(tmp_path: Path, compiled) -> None:

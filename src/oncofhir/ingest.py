@@ -433,6 +433,11 @@ class _Ingest:
                 if not rid:
                     scan.rejects.append(Reject(line, "", "ingest", f"blank record id (column '{cols.record_id}')"))
                     continue
+                bad = _control(rid)
+                if bad is not None:
+                    why = f"record id holds the control character {bad} (column '{cols.record_id}'): fix it in REDCap"
+                    scan.rejects.append(Reject(line, rid.encode("unicode_escape").decode("ascii"), "ingest", why))
+                    continue
                 rpt = cells[cols.repeat].strip() if cols.repeat is not None else None
                 inst = cells[cols.instance].strip() if cols.instance is not None else None
                 if rpt or (inst and inst not in {"", "1"}):
@@ -582,6 +587,18 @@ def _runs_on(cells: list[str]) -> bool:
 
 def _breaks(cell: str) -> bool:
     return "\n" in cell or "\r" in cell
+
+
+def _control(rid: str) -> str | None:
+    """The first control character of a record id as U+XXXX, or None.
+
+    Why: a record id is written to TSV indexes, logs and report pages and keys the pseudonym; a tab, escape or
+    NUL in it would corrupt those files or the terminal, and REDCap never creates one on its own.
+    """
+    for ch in rid:
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            return f"U+{ord(ch):04X}"
+    return None
 
 
 def _column(header: list[str], k: int) -> str:
