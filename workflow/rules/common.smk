@@ -14,7 +14,8 @@ from snakemake.utils import min_version, validate
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import changed_secret, load_secret
-from oncofhir.errors import ConfigError
+from oncofhir.dictionary.preflight import preflight
+from oncofhir.errors import ConfigError, DictionaryError
 from oncofhir.ig.settings import check_ig_config
 from oncofhir.io_utils import prepare_results
 
@@ -116,6 +117,20 @@ envvars:
 
 
 USE_CASES = sorted(set(CENTERS.use_case))
+
+
+def _check_dictionaries():
+    """Compile the use cases this run will compile, now: a bad dictionary stops the run before any job (exit 3)."""
+    try:
+        preflight(USE_CASES, DICTIONARIES, ONTOLOGIES, f"{RESULTS}/dictionaries")
+    except DictionaryError as exc:
+        print(f"oncofhir: dictionary error: {exc}", file=sys.stderr)
+        raise SystemExit(3)
+
+
+# Once, in the process that schedules: cluster and subprocess jobs re-read the Snakefile and need not repeat it.
+if workflow.is_main_process:
+    _check_dictionaries()
 
 
 wildcard_constraints:
