@@ -409,6 +409,37 @@ onstart:
     prepare_results(RESULTS)
 
 
+def _refused_exports():
+    """One line per center whose export its ingest job refused (ingest.on_refused: report), from the reports."""
+    lines = []
+    for uc, center in CENTERS.index:
+        summary = Path(RESULTS, "ingest", uc, center, "report.json")
+        if summary.is_file():
+            ingested = json.loads(summary.read_text(encoding="utf-8"))
+            if ingested.get("refused"):
+                lines.append(
+                    f"oncofhir:   {uc}/{center}: {ingested['refused']} ({ingested['rows_in']} rows in "
+                    f"{summary.parent / 'rejects.tsv'})"
+                )
+    return lines
+
+
+def _fail_on_refused():
+    """A refused export does not stop the other centers (ingest.on_refused: report), but the run is no success."""
+    refused = _refused_exports()
+    if refused:
+        head = (
+            f"oncofhir: {len(refused)} of {len(CENTERS)} export(s) refused; every other center is done, "
+            f"see {RESULTS}/report/index.html:"
+        )
+        print("\n".join([head, *refused]), file=sys.stderr)
+        raise SystemExit(4)
+
+
+onsuccess:
+    _fail_on_refused()
+
+
 # ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----
 from oncofhir.provenance.code_version import stage_code_version
 
