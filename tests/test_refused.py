@@ -8,14 +8,10 @@ run-wide output is made, and the run ends with exit code 4 and one line per refu
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import RECORD_JOBS, REPO, workflow_env
+from helpers import REPO, record_jobs, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.errors import InputDataError
@@ -27,20 +23,10 @@ SEMICOLONS = "semicolon-separated; export CSV from REDCap (comma-separated raw d
 
 def run(root: Path, *args: str) -> tuple[int, set[tuple[str, str]], str]:
     """The workflow on root/config.yaml: exit code, the (rule, center) of each job, and its console output."""
-    record = root / f"jobs-{time.monotonic_ns()}.json"
-    result = subprocess.run(
-        [sys.executable, "-c", RECORD_JOBS, str(record), "--configfile", str(root / "config.yaml"), *args],
-        cwd=REPO,
-        env=workflow_env(SECRET),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    code, jobs, output = record_jobs(
+        ["--configfile", str(root / "config.yaml"), *args], cwd=REPO, env=workflow_env(SECRET)
     )
-    output = result.stdout + result.stderr
-    assert record.exists(), output[-3000:]
-    data = json.loads(record.read_text())
-    jobs = {(job["rule"], job["wildcards"].get("center", "")) for job in data["jobs"]}
-    return data["exit"] or 0, jobs, output
+    return code, {(rule, center) for rule, _, center in jobs}, output
 
 
 def test_refuse_export_puts_every_row_in_the_rejects_with_the_reason(tmp_path: Path, compiled) -> None:
