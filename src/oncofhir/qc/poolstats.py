@@ -75,13 +75,14 @@ class PoolStatsAccumulator:
             if column is not None:
                 self.counts[name].update(column.tolist())
         if self.keys:
-            n = len(row_numbers)
-            blank = [""] * n
+            blank = [""] * len(row_numbers)
             values = [columns[k].tolist() if k in columns else blank for k in self.keys]
-            for i in range(n):
-                key = [v[i] for v in values]
-                if sum(1 for v in key if v != "") >= self.min_filled:
-                    self.key_rows.append([record_ids[i], row_numbers[i], key])
+            need, size = self.min_filled, len(self.keys)
+            self.key_rows += [
+                [rid, row, list(key)]
+                for rid, row, key in zip(record_ids, row_numbers, zip(*values, strict=True), strict=True)
+                if size - key.count("") >= need
+            ]
 
     def finish(self) -> dict[str, Any]:
         """The center's statistics as written to ``pool_stats.json``."""
