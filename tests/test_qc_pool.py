@@ -215,3 +215,37 @@ def test_the_index_shows_the_heat_map_panels_and_counts_and_scores_only_weighted
     weighted = write_qc_index(qc, str(tmp_path / "w.html"), pool_json_paths=[str(weighted_pool)])
     assert weighted["use_cases"]["uc7"] != unweighted["use_cases"]["uc7"]
     assert "duplicate pass" in (tmp_path / "w.html").read_text(encoding="utf-8")
+
+
+def _stats(center: str, codes: dict[str, int], numbers: dict[float, int], keys: list[list]) -> dict:
+    values = sorted(numbers)
+    return {
+        "format": 1,
+        "use_case": "t",
+        "center": center,
+        "records": sum(codes.values()),
+        "variables": {
+            "smoker": {"kind": "code", "counts": codes},
+            "size": {"kind": "number", "values": values, "counts": [numbers[v] for v in values]},
+        },
+        "duplicates": {"keys": ["sex", "age"], "min_filled": 2, "records": keys},
+    }
+
+
+def test_a_rare_code_a_far_number_and_a_lone_center() -> None:
+    from oncofhir.qc.pool import PoolSettings, assess_pool
+
+    labels = {"smoker": {"0": "no", "1": "yes", "2": "former"}}
+    a = _stats("a", {"0": 500, "1": 499}, {10.0: 500, 12.0: 499}, [["r1", 2, ["1", "50"]]])
+    b = _stats("b", {"0": 500, "1": 499, "2": 1}, {10.0: 499, 12.0: 500, 400.0: 1}, [["s1", 2, ["1", "50"]]])
+    result = assess_pool([a, b], labels, {}, PoolSettings())
+    assert result["outlier_rows"] == [
+        ["b", "smoker", "rare code", "2", 1, "", "", "0.000500"],  # 1 of 1999 values, below 0.001
+        ["b", "size", "number", "400", 1, "12", "130.85", ""],  # median 12, MAD 2: (400 - 12) / (1.4826 x 2)
+    ]
+    assert [(p.first.record_id, p.second.record_id, p.scope) for p in result["pairs"]] == [("r1", "s1", "across")]
+    assert result["summary"]["per_center"]["b"]["outlier"] == [2, 1998]
+    # a use case with one center has no "others": nothing to compare, no flag, no crash
+    alone = assess_pool([a], labels, {}, PoolSettings())
+    assert {c["flag"] for v in alone["summary"]["variables"] for c in v["cells"].values()} == {False}
+    assert [row[3:] for row in alone["drift_rows"]] == [["", "", 999, 0, "no"], ["", "", 999, 0, "no"]]
