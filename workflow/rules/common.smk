@@ -1,5 +1,6 @@
 # Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
 
+import functools
 import hashlib
 import json
 import os
@@ -412,11 +413,40 @@ def get_privacy_counts(wildcards):
     ]
 
 
+@functools.cache
+def generalises(use_case):
+    """Whether the use case's mapping.yaml declares generalisation rules (privacy.generalise): its encryption then
+    applies the privacy report's plan. Read from the source at parse time (the compiled dictionary is an output);
+    an unreadable file is left to the dictionary rule to report."""
+    try:
+        with open(Path(DICTIONARIES, use_case, "mapping.yaml"), encoding="utf-8") as handle:
+            mapping = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    privacy = mapping.get("privacy") if isinstance(mapping, dict) else None
+    return bool(isinstance(privacy, dict) and privacy.get("generalise"))
+
+
 def get_privacy_decision(wildcards):
-    """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
-    if config["privacy"]["action"] != "block":
+    """The use case's privacy report, which encrypt waits for when privacy.action is block or the use case
+    generalises (the plan of rare codes needs every center's counts); otherwise a center encrypts on its own."""
+    if config["privacy"]["action"] != "block" and not generalises(wildcards.use_case):
         return []
     return f"{RESULTS}/privacy/{wildcards.use_case}.json"
+
+
+def get_generalise_inputs(wildcards):
+    """The compiled dictionary, which encrypt reads to generalise (only for a use case with rules)."""
+    if not generalises(wildcards.use_case):
+        return []
+    return f"{RESULTS}/dictionaries/{wildcards.use_case}.json"
+
+
+def get_generalise_args(wildcards, input):
+    """encrypt's --privacy/--dictionary when the use case generalises its deposit copy."""
+    if not generalises(wildcards.use_case):
+        return ""
+    return f"--privacy {shlex.quote(input.privacy)} --dictionary {shlex.quote(input.dictionary)}"
 
 
 # privacy.action: block: encrypt first checks the use case's decision (exit 4 and the reason when it is refused)
@@ -425,6 +455,13 @@ PRIVACY_GATE = (
     if config["privacy"]["action"] == "block"
     else ""
 )
+
+
+def get_generalisation_records():
+    """Every center's counts of what generalisation changed in its deposit copy (the crate records them)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/privacy/{{use_case}}/{{center}}.generalised.json")
 
 
 def get_privacy_reports():
