@@ -277,7 +277,7 @@ def test_the_deposit_copy_is_generalised_and_the_local_copy_is_not(deposit) -> N
     bands = sorted((c["onsetRange"]["low"]["value"], c["onsetRange"]["high"]["value"]) for c, _ in after.values())
     assert bands == [(60, 64)] * 5 + [(65, 69)] * 5 + [(85, 89)] * 2
     unit = {"unit": "year", "system": "http://unitsofmeasure.org", "code": "a"}
-    cancer, histology = after[next(iter(after))]
+    cancer, _ = after[next(iter(after))]
     assert cancer["onsetRange"]["low"] == {"value": cancer["onsetRange"]["low"]["value"], **unit}
     assert "onsetAge" not in cancer and ABSTRED in cancer["meta"]["security"]
     codes = sorted(h["code"]["coding"][0]["code"] for _, h in after.values())
@@ -351,3 +351,117 @@ def load_compiled_without_rules(center):
     tmp = center["tmp"] / "norules"
     shutil.copytree(DICTIONARIES, tmp / "dictionaries", dirs_exist_ok=True)
     return compile_dictionary(tmp / "dictionaries" / "uc45", center["ontologies"])
+
+
+# ---- end to end from the Snakefile ---------------------------------------------------------------------------------
+
+
+def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(tmp_path: Path, compiled) -> None:
+    """privacy.action: block with k = 2: k is 1 before generalisation and 2 after, so uc45 is encrypted; the deposit
+    (bundles, NDJSON, Parquet) holds the bands and the grouped code, verify passes, and the crate counts per rule."""
+    import subprocess
+    import sys
+
+    from helpers import REPO, workflow_env
+
+    from oncofhir.deposit.keys import generate_keypair
+
+    dictionaries, ontologies = with_rules(tmp_path)
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    dd = compile_dictionary(dictionaries / "uc45", ontologies)
+    export = tmp_path / "uc45.csv"
+    export.write_text(crafted_export(dd), encoding="utf-8")
+    (tmp_path / "centers.tsv").write_text(
+        f"use_case\tcenter\texport\tdescription\nuc45\thospital_a\t{export}\ttest\n", encoding="utf-8"
+    )
+    results = tmp_path / "results"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"centers: {tmp_path / 'centers.tsv'}\nresults: {results}\ndictionaries: {dictionaries}\n"
+        f"ontologies: {ontologies}\nprivacy: {{k: 2, action: block}}\n"
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path / 'ega.pub'}]}}\n",
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)],
+        cwd=REPO,
+        env=workflow_env("a-real-secret-of-32-characters!!"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    report = json.loads((results / "privacy" / "uc45.json").read_text(encoding="utf-8"))
+    assert (report["k"], report["after_generalisation"]["k"], report["release"]["blocked"]) == (1, 2, False)
+
+    # the encrypted NDJSON holds the bands and the grouped code
+    ega = results / "ega"
+    plain = _decrypt(ega / "uc45" / "hospital_a" / "uc45.hospital_a.ndjson.c4gh", tmp_path / "ega.sec")
+    shared = _by_age([json.loads(line) for line in plain.decode("utf-8").splitlines()])
+    bands = sorted((c["onsetRange"]["low"]["value"], c["onsetRange"]["high"]["value"]) for c, _ in shared.values())
+    assert bands == [(60, 64)] * 5 + [(65, 69)] * 5 + [(85, 89)] * 2
+    assert sorted(h["code"]["coding"][0]["code"] for _, h in shared.values()) == ["8000/3"] * 2 + ["8140/3"] * 10
+    cancer, _ = next(iter(shared.values()))
+    assert cancer["meta"]["security"] == [ABSTRED] and len(cancer["meta"]["profile"]) == 1
+
+    # the encrypted wide table: the band columns filled, the exact age empty
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(
+        io.BytesIO(
+            _decrypt(
+                ega / "tables" / "uc45" / "hospital_a" / "uc45.hospital_a.uc45_patients.parquet.c4gh",
+                tmp_path / "ega.sec",
+            )
+        )
+    ).to_pydict()
+    assert table["onsetage"] == [None] * 12
+    assert (
+        sorted(zip(table["onsetage_band_low"], table["onsetage_band_high"], strict=True))
+        == [(60, 64)] * 5 + [(65, 69)] * 5 + [(85, 89)] * 2
+    )
+    assert sorted(table["histopat"]) == ["8000/3"] * 2 + ["8140/3"] * 10
+
+    # verify decrypts every file against the manifest (which lists the generalised bytes) and checks the crate
+    verify = subprocess.run(
+        [sys.executable, "-m", "oncofhir", "verify", str(ega / "manifest.tsv"), "--sk", str(tmp_path / "ega.sec")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "all match" in verify.stdout
+
+    # the crate: the rules and the round trip per center, counts only
+    crate = json.loads((results / "ro-crate" / "ro-crate-metadata.json").read_text(encoding="utf-8"))
+    graph = {e["@id"]: e for e in crate["@graph"]}
+    rule = graph["#generalisation-uc45-histopat"]
+    assert rule["name"] == (
+        "generalisation of use case uc45: histopat: codes held by fewer than 3 deposited records grouped into "
+        "icdo3:8000/3 (Neoplasm, malignant)"
+    )
+    assert '{"group_rare_below": 3, "into": "icdo3:8000/3", "variable": "histopat"}' in rule["description"]
+    counts = {
+        (graph[p["@id"]]["propertyID"], graph[p["@id"]]["value"])
+        for p in rule["additionalProperty"]
+        if "hospital_a" in p["@id"]
+    }
+    assert counts == {("values", "12"), ("generalised", "2"), ("unchanged", "10")}
+    age = graph["#generalisation-uc45-onsetage"]
+    assert {graph[p["@id"]]["propertyID"]: graph[p["@id"]]["value"] for p in age["additionalProperty"]} == {
+        "values": "12",
+        "generalised": "12",
+        "unchanged": "0",
+    }
+    root = graph["./"]
+    mentioned = {m["@id"] for m in root["mentions"]}
+    assert {"#generalisation-uc45-onsetage", "#generalisation-uc45-histopat"} <= mentioned
+    text = (results / "ro-crate" / "ro-crate-metadata.json").read_text(encoding="utf-8")
+    assert "rare_codes" not in text
+    checked = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "ro-crate" / "validate.py"), str(results / "ro-crate")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -209,6 +209,10 @@ def get_table_inputs(wildcards):
         inputs["sender"] = get_sender_key(wildcards)
         # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
         inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
+        if generalises(
+            uc
+        ):  # the encrypted tables are built from the generalised bundles
+            inputs["privacy"] = f"{RESULTS}/privacy/{uc}.json"
     return inputs
 
 
@@ -232,6 +236,8 @@ def get_table_deposit_args(wildcards, input, output):
         f"--fhir-summary {shlex.quote(input.fhir_summary)}",
     ]
     args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if generalises(wildcards.use_case):
+        args.append(f"--privacy {shlex.quote(input.privacy)}")
     if input.sender:
         args.append(f"--sender-key {shlex.quote(input.sender[0])}")
     return " ".join(args)
@@ -419,7 +425,9 @@ def generalises(use_case):
     applies the privacy report's plan. Read from the source at parse time (the compiled dictionary is an output);
     an unreadable file is left to the dictionary rule to report."""
     try:
-        with open(Path(DICTIONARIES, use_case, "mapping.yaml"), encoding="utf-8") as handle:
+        with open(
+            Path(DICTIONARIES, use_case, "mapping.yaml"), encoding="utf-8"
+        ) as handle:
             mapping = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError):
         return False
@@ -429,7 +437,8 @@ def generalises(use_case):
 
 def get_privacy_decision(wildcards):
     """The use case's privacy report, which encrypt waits for when privacy.action is block or the use case
-    generalises (the plan of rare codes needs every center's counts); otherwise a center encrypts on its own."""
+    generalises (the plan of rare codes needs every center's counts); otherwise a center encrypts on its own.
+    """
     if config["privacy"]["action"] != "block" and not generalises(wildcards.use_case):
         return []
     return f"{RESULTS}/privacy/{wildcards.use_case}.json"

@@ -20,10 +20,10 @@ from typing import Any, cast
 
 import orjson
 
-from ..dictionary.compiled import CompiledDictionary, load_compiled
+from ..dictionary.compiled import CompiledDictionary
 from ..errors import ConfigError, InputDataError
 from ..io_utils import clean_stale, temp_path, write_private
-from ..privacy.generalise import ROUND_TRIP, BundleGeneraliser, describe
+from ..privacy.generalise import ROUND_TRIP, BundleGeneraliser, describe, load_plan
 from .c4gh import Encryptor, Engine, Sums
 from .keys import fingerprint, load_private_key, load_recipients, public_from_private, quiet_crypt4gh
 from .manifest import format_manifest
@@ -165,7 +165,7 @@ def stage_encrypt(
                 path=str(fhir_summary),
             )
 
-    plan = _load_plan(*generalise) if generalise is not None else None
+    plan = load_plan(*generalise) if generalise is not None else None
     if plan is not None and bundle_dir is not None:
         raise TypeError("generalisation reads the bundles from the NDJSON (bundle_dir=None)")
     generalising = plan is not None and bool(plan[1])
@@ -273,27 +273,6 @@ def _encrypt_line(encryptor: Encryptor, line: bytes, dest: str) -> Sums:
         return encryptor.encrypt_bytes(data, fd_out)
     finally:
         os.close(fd_out)
-
-
-def _load_plan(dictionary: str | Path, privacy_json: str | Path) -> tuple[CompiledDictionary, list[dict[str, Any]]]:
-    """The compiled dictionary and the generalisation plan of the use case's privacy report (empty: none)."""
-    dd = load_compiled(dictionary)
-    try:
-        report = json.loads(Path(privacy_json).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputDataError(
-            f"cannot read the privacy report: {exc}; rerun the privacy stage", path=str(privacy_json)
-        ) from None
-    if report.get("use_case") != dd.use_case:
-        raise InputDataError(f"the privacy report is not of use case {dd.use_case}", path=str(privacy_json))
-    plan = (report.get("generalisation") or {}).get("plan") or []
-    declared = [rule["variable"] for rule in (dd.privacy or {}).get("generalise") or []]
-    if [rule["variable"] for rule in plan] != declared:
-        raise InputDataError(
-            "the privacy report's generalisation plan differs from the dictionary's rules: rerun the privacy stage",
-            path=str(privacy_json),
-        )
-    return dd, plan
 
 
 def _generalise_line(generaliser: BundleGeneraliser, line: bytes) -> bytes:

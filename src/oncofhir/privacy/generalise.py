@@ -12,11 +12,15 @@ of the content, e.g., replacing exact value of an age or date field with a range
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..dictionary.compiled import CompiledDictionary
+
+from ..dictionary.compiled import CompiledDictionary, load_compiled
+from ..errors import InputDataError
 from ..dictionary.generalise import uses
 from ..fhir.builder import resource_uuid
 from ..fhir.values import DAR_SYSTEM
@@ -100,6 +104,27 @@ def key_transform(plan: list[dict[str, Any]], qis: list[str]) -> Callable[[Key],
         return tuple(steps[i](v) if i in steps else v for i, v in enumerate(key))
 
     return transform
+
+
+def load_plan(dictionary: str | Path, privacy_json: str | Path) -> tuple[CompiledDictionary, list[dict[str, Any]]]:
+    """The compiled dictionary and the generalisation plan of the use case's privacy report (empty: no rule); the
+    plan must be the dictionary's rules (a report from before a rule changed is refused)."""
+    dd = load_compiled(dictionary)
+    try:
+        report = json.loads(Path(privacy_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(
+            f"cannot read the privacy report: {exc}; rerun the privacy stage", path=str(privacy_json)
+        ) from None
+    if not isinstance(report, dict) or report.get("use_case") != dd.use_case:
+        raise InputDataError(f"not the privacy report of use case {dd.use_case}", path=str(privacy_json))
+    plan = (report.get("generalisation") or {}).get("plan") or []
+    if [{k: v for k, v in r.items() if k != "rare_codes"} for r in plan] != rules(dd):
+        raise InputDataError(
+            "the privacy report's generalisation plan differs from the dictionary's rules: rerun the privacy stage",
+            path=str(privacy_json),
+        )
+    return dd, plan
 
 
 class BundleGeneraliser:
