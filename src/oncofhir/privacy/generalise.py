@@ -18,10 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from ..dictionary.compiled import CompiledDictionary, load_compiled
-from ..errors import InputDataError
 from ..dictionary.generalise import uses
+from ..errors import InputDataError
 from ..fhir.builder import resource_uuid
 from ..fhir.values import DAR_SYSTEM
 
