@@ -366,6 +366,15 @@ def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(t
 
     from oncofhir.deposit.keys import generate_keypair
 
+    from oncofhir.errors import ConfigError
+    from oncofhir.ig.sushi import find_sushi
+    from oncofhir.validate import hl7
+
+    try:  # with SUSHI and the HL7 validator, the generated IG is built and the deposit copy checked against it
+        find_sushi()
+        official = hl7.available() is None
+    except ConfigError:
+        official = False
     dictionaries, ontologies = with_rules(tmp_path)
     generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
     dd = compile_dictionary(dictionaries / "uc45", ontologies)
@@ -379,7 +388,8 @@ def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(t
     config.write_text(
         f"centers: {tmp_path / 'centers.tsv'}\nresults: {results}\ndictionaries: {dictionaries}\n"
         f"ontologies: {ontologies}\nprivacy: {{k: 2, action: block}}\n"
-        f"deposit: {{demo_keys: false, recipients: [{tmp_path / 'ega.pub'}]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path / 'ega.pub'}]}}\n"
+        + ("ig: {enabled: true}\n" if official else ""),
         encoding="utf-8",
     )
     run = subprocess.run(
@@ -403,6 +413,16 @@ def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(t
     assert sorted(h["code"]["coding"][0]["code"] for _, h in shared.values()) == ["8000/3"] * 2 + ["8140/3"] * 10
     cancer, _ = next(iter(shared.values()))
     assert cancer["meta"]["security"] == [ABSTRED] and len(cancer["meta"]["profile"]) == 1
+
+    if official:  # base R4B and the generated IG's profiles (onset[x] only Age or Range, the grouped concept)
+        folder = tmp_path / "generalised"
+        folder.mkdir()
+        for n, line in enumerate(plain.decode("utf-8").splitlines()):
+            (folder / f"b{n}.json").write_text(line, encoding="utf-8")
+        outcome = tmp_path / "hl7.json"
+        hl7.run(folder, outcome, igs=[results / "ig" / "package.tgz"], log=tmp_path / "hl7.log")
+        found = [(Path(path).name, i.location, i.message) for path, i in hl7.read(outcome).issues if i.is_error]
+        assert found == []
 
     # the encrypted wide table: the band columns filled, the exact age empty
     import pyarrow.parquet as pq
