@@ -365,7 +365,6 @@ def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(t
     from helpers import REPO, workflow_env
 
     from oncofhir.deposit.keys import generate_keypair
-
     from oncofhir.errors import ConfigError
     from oncofhir.ig.sushi import find_sushi
     from oncofhir.validate import hl7
@@ -485,3 +484,145 @@ def test_the_workflow_deposits_the_generalised_copy_and_records_the_round_trip(t
         timeout=300,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# ---- bands on Observation values and components (uc68), and the generated IG ------------------------------------
+
+
+def _uc68(tmp: Path) -> tuple[Path, Path]:
+    """uc68 with n_preg as a quasi-identifier, onsetage (Condition.onsetAge and a component of the patient-class
+    Observation) in 10-year bands and n_preg (an Observation value) in bands of 2."""
+    dictionaries, ontologies = with_rules(tmp, rules="", use_case="uc45")
+    mapping = dictionaries / "uc68" / "mapping.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    old = "  quasi_identifiers: [center, sex, onsetage, menop, histopat]\n"
+    assert old in text
+    mapping.write_text(
+        text.replace(old, old.replace("histopat]", "histopat, n_preg]"))
+        + "  generalise: [{variable: onsetage, bands: 10}, {variable: n_preg, bands: 2}]\n",
+        encoding="utf-8",
+    )
+    return dictionaries, ontologies
+
+
+def _present(bundles: list[dict]) -> dict[str, int]:
+    """Values of onsetage and n_preg in the local bundles (numbers, not data-absent reasons), counted here."""
+    onset = n_preg = 0
+    for b in bundles:
+        for e in b["entry"]:
+            r = e["resource"]
+            onset += isinstance(r.get("onsetAge", {}).get("value"), int | float)
+            for c in r.get("component", []):
+                onset += isinstance(c.get("valueQuantity", {}).get("value"), int | float)
+            if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "161732006":
+                n_preg += isinstance(r.get("valueQuantity", {}).get("value"), int | float)
+    return {"onsetage": onset, "n_preg": n_preg}
+
+
+def test_bands_on_observation_values_and_components_are_valid_fhir(tmp_path: Path) -> None:
+    from oncofhir.privacy.generalise import BundleGeneraliser, load_plan
+    from oncofhir.validate import ValidationContext, validate_bundle
+
+    dictionaries, ontologies = _uc68(tmp_path)
+    dictionary = tmp_path / "uc68.json"
+    stage_compile(dictionaries / "uc68", ontologies, dictionary)
+    dd = load_compiled(dictionary)
+    export = tmp_path / "export.csv"
+    export.write_text(generate(dd, "hospital_a", 40, seed=3), encoding="utf-8")
+    stage_ingest(dictionary, export, tmp_path / "records.csv", tmp_path / "rejects.tsv", tmp_path / "ingest.json")
+    stage_fhir(
+        dictionary,
+        tmp_path / "records.csv",
+        tmp_path / "rejects.tsv",
+        tmp_path / "ingest.json",
+        None,
+        tmp_path / "center.ndjson",
+        tmp_path / "index.tsv",
+        tmp_path / "rejects-all.tsv",
+        tmp_path / "summary.json",
+    )
+    counts = tmp_path / "counts.tsv"
+    write_counts(dd, count_classes(dd, tmp_path / "records.csv", tmp_path / "index.tsv", "hospital_a"), counts)
+    stage_privacy(dictionary, [counts], tmp_path / "privacy.json", tmp_path / "privacy.tsv", 5, "report")
+    lines = (tmp_path / "center.ndjson").read_text(encoding="utf-8").splitlines()
+    local = [json.loads(line) for line in lines]
+    present = _present(local)
+    assert present["onsetage"] > len(local) and present["n_preg"] > 0  # the component and the value are both there
+    generaliser = BundleGeneraliser(*load_plan(dictionary, tmp_path / "privacy.json"))
+    shared = [json.loads(line) for line in lines]
+    changed = sum(generaliser.apply(b) for b in shared)
+    assert changed == sum(any(_present([b]).values()) for b in local)  # those with an age or a number of pregnancies
+    assert generaliser.counts == {
+        "onsetage": {"values": present["onsetage"], "generalised": present["onsetage"], "unchanged": 0},
+        "n_preg": {"values": present["n_preg"], "generalised": present["n_preg"], "unchanged": 0},
+    }
+    assert _present(shared) == {"onsetage": 0, "n_preg": 0}
+    for before, after in zip(local, shared, strict=True):
+        olds = [e["resource"] for e in before["entry"]]
+        news = [e["resource"] for e in after["entry"]]
+        for old, new in zip(olds, news, strict=True):
+            for comp_old, comp_new in zip(old.get("component", []), new.get("component", []), strict=True):
+                if isinstance(comp_old.get("valueQuantity", {}).get("value"), int):
+                    age = comp_old["valueQuantity"]["value"]
+                    assert comp_new["valueRange"]["low"]["value"] == age // 10 * 10
+                    assert comp_new["valueRange"]["high"]["value"] == age // 10 * 10 + 9
+                    assert ABSTRED in new["meta"]["security"]
+    context = ValidationContext.create(dd, ontologies=ontologies)
+    issues = [(i.layer, i.rule, i.message) for b in shared for i in validate_bundle(b, context) if i.is_error]
+    assert issues == []
+
+
+def test_the_generated_ig_allows_the_generalised_forms(tmp_path: Path) -> None:
+    """onset[x] and value[x] (component too) allow a Range where a rule bands; the into concept is in the value set;
+    SUSHI compiles it with no error."""
+    from oncofhir.errors import ConfigError
+    from oncofhir.ig.generate import generate as generate_ig
+    from oncofhir.ig.names import DEFAULT_CANONICAL
+    from oncofhir.ig.sushi import compile_fsh, find_sushi
+
+    dictionaries, ontologies = _uc68(tmp_path)
+    uc45 = tmp_path / "uc45"
+    shutil.copytree(dictionaries / "uc45", uc45)
+    mapping = uc45 / "mapping.yaml"
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8").replace("  sensitive: grade\n", "  sensitive: grade\n" + RULES),
+        encoding="utf-8",
+    )
+    dicts = [compile_dictionary(dictionaries / "uc68", ontologies), compile_dictionary(uc45, ontologies)]
+    fsh = generate_ig(dicts, tmp_path / "ig", DEFAULT_CANONICAL, "urn:oncofhir:pseudonym")
+    uc68 = (tmp_path / "ig" / "input" / "fsh").glob("uc68*.fsh")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in uc68)
+    assert "* onset[x] only Age or Range" in text
+    assert "* value[x] only Quantity or Range" in text  # n_preg
+    assert "].value[x] only Quantity or Range" in text  # the patient-class component holding the age
+    concepts = fsh["uc45"].valuesets["Uc45_histopat_Code"].concepts
+    assert (ICDO3_SYSTEM, "8000/3", "Neoplasm, malignant") in concepts
+    try:
+        sushi = find_sushi()
+    except ConfigError as exc:
+        pytest.skip(f"SUSHI not installed: {exc}")
+    info = compile_fsh(tmp_path / "ig", sushi, tmp_path / "sushi.log")
+    assert info["errors"] == 0, (tmp_path / "sushi.log").read_text(encoding="utf-8")[-3000:]
+
+
+def test_a_bundle_the_generaliser_cannot_match_is_an_error_not_an_exact_deposit(center) -> None:
+    from oncofhir.errors import InputDataError
+    from oncofhir.privacy.generalise import BundleGeneraliser, load_plan
+
+    generaliser = BundleGeneraliser(*load_plan(center["dictionary"], center["privacy"]))
+    bundle = json.loads((center["tmp"] / "center.ndjson").read_text(encoding="utf-8").splitlines()[0])
+    del bundle["entry"][0]["resource"]["identifier"]
+    with pytest.raises(InputDataError, match="a bundle without Patient.identifier"):
+        generaliser.apply(bundle)
+
+
+def test_a_plan_from_other_rules_is_refused(center, tmp_path: Path) -> None:
+    from oncofhir.errors import InputDataError
+    from oncofhir.privacy.generalise import load_plan
+
+    report = json.loads(center["privacy"].read_text(encoding="utf-8"))
+    report["generalisation"]["plan"][0]["bands"] = 10
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(report), encoding="utf-8")
+    with pytest.raises(InputDataError, match="differs from the dictionary's rules: rerun the privacy stage"):
+        load_plan(center["dictionary"], stale)

@@ -13,16 +13,18 @@ of the content, e.g., replacing exact value of an age or date field with a range
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import NAMESPACE
 from ..dictionary.compiled import CompiledDictionary, load_compiled
 from ..dictionary.generalise import uses
 from ..errors import InputDataError
-from ..fhir.builder import resource_uuid
 from ..fhir.values import DAR_SYSTEM
+from .risk import band
 
 Key = tuple[str, ...]
 SECURITY = {
@@ -56,18 +58,6 @@ def band_bounds(number: float, width: int) -> tuple[int, int]:
     return low, low + width - 1
 
 
-def band_label(value: str, width: int) -> str:
-    """A counts-table value in its band (``62`` -> ``60-64``); blank or non-numeric values stay as they are."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    if number != number or number in (float("inf"), float("-inf")):
-        return value
-    low, high = band_bounds(number, width)
-    return f"{low}-{high}"
-
-
 def make_plan(dd: CompiledDictionary, counts: Counter[Key], qis: list[str]) -> list[dict[str, Any]]:
     """Each rule with what it does to this deposit: the REDCap codes a grouping rule groups (rare over every
     center's deposited records; a blank is not a code)."""
@@ -94,7 +84,7 @@ def key_transform(plan: list[dict[str, Any]], qis: list[str]) -> Callable[[Key],
     for rule in plan:
         i = qis.index(rule["variable"])
         if "bands" in rule:
-            steps[i] = lambda v, w=rule["bands"]: band_label(v, w)
+            steps[i] = lambda v, w=rule["bands"]: band(v, w)  # the label the what-if bands use
         else:
             rare = frozenset(rule["rare_codes"])
             steps[i] = lambda v, r=rare: GROUPED if v in r else v
@@ -160,10 +150,15 @@ class BundleGeneraliser:
         entries = bundle.get("entry") or []
         patient = next((e["resource"] for e in entries if e.get("resource", {}).get("resourceType") == "Patient"), None)
         identifiers = (patient or {}).get("identifier") or [{}]
-        key = identifiers[0].get("value")
-        if not key:
-            return False
-        ids = {resource_uuid(self.use_case, key, slot): slot for slot in self.targets}
+        key = identifiers[0].get("value") if isinstance(identifiers[0], dict) else None
+        if not key:  # never deposit exact values silently: without the key no resource can be matched to its slot
+            raise InputDataError(
+                "a bundle without Patient.identifier: its resources cannot be matched to the model to generalise; "
+                "rerun the FHIR stage"
+            )
+        # the builder's deterministic resource ids (oncofhir.fhir.builder.resource_uuid, whose module the deposit
+        # stages do not import): the slot of each resource, found from the Patient's identifier
+        ids = {str(uuid.uuid5(NAMESPACE, f"{self.use_case}/{key}/{slot}")): slot for slot in self.targets}
         changed = False
         for entry in entries:
             res = entry.get("resource") or {}
