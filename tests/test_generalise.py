@@ -612,7 +612,7 @@ def test_a_bundle_the_generaliser_cannot_match_is_an_error_not_an_exact_deposit(
     generaliser = BundleGeneraliser(*load_plan(center["dictionary"], center["privacy"]))
     bundle = json.loads((center["tmp"] / "center.ndjson").read_text(encoding="utf-8").splitlines()[0])
     del bundle["entry"][0]["resource"]["identifier"]
-    with pytest.raises(InputDataError, match="a bundle without Patient.identifier"):
+    with pytest.raises(InputDataError, match=r"a bundle without Patient\.identifier"):
         generaliser.apply(bundle)
 
 
