@@ -233,6 +233,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     """The workflow's encrypt stage: a center's bundles (NDJSON lines, named by the index) and NDJSON to .c4gh."""
     from .deposit.encrypt import stage_encrypt
 
+    if bool(args.privacy) != bool(args.dictionary):
+        raise ConfigError("encrypt: --privacy and --dictionary go together (the generalisation plan and its model)")
     summary = stage_encrypt(
         args.bundle_dir,
         args.ndjson,
@@ -245,6 +247,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         threads=args.threads,
         index=args.index,
         fhir_summary=args.fhir_summary,
+        generalise=(args.dictionary, args.privacy) if args.privacy else None,
+        generalised_out=args.generalised,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -510,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--recipient", action="append", required=True, help="a recipient public key (repeat)")
     en.add_argument("--sender-key", help="sender private key (passphrase: ONCOFHIR_C4GH_PASSPHRASE)")
     en.add_argument("--threads", type=int, default=1, help="encryption threads")
+    en.add_argument(
+        "--privacy",
+        help="the use case's privacy report: apply its generalisation plan to the deposit copy (with --dictionary)",
+    )
+    en.add_argument("--dictionary", help="the compiled dictionary (with --privacy)")
+    en.add_argument("--generalised", help="write the per-rule counts of what was generalised here (JSON)")
     en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")

@@ -1,5 +1,6 @@
 # Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
 
+import functools
 import hashlib
 import json
 import os
@@ -223,6 +224,10 @@ def get_table_inputs(wildcards):
         inputs["sender"] = get_sender_key(wildcards)
         # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
         inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
+        if generalises(
+            uc
+        ):  # the encrypted tables are built from the generalised bundles
+            inputs["privacy"] = f"{RESULTS}/privacy/{uc}.json"
     return inputs
 
 
@@ -246,6 +251,8 @@ def get_table_deposit_args(wildcards, input, output):
         f"--fhir-summary {shlex.quote(input.fhir_summary)}",
     ]
     args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if generalises(wildcards.use_case):
+        args.append(f"--privacy {shlex.quote(input.privacy)}")
     if input.sender:
         args.append(f"--sender-key {shlex.quote(input.sender[0])}")
     return " ".join(args)
@@ -470,11 +477,43 @@ def get_pool_stats(wildcards):
     ]
 
 
+@functools.cache
+def generalises(use_case):
+    """Whether the use case's mapping.yaml declares generalisation rules (privacy.generalise): its encryption then
+    applies the privacy report's plan. Read from the source at parse time (the compiled dictionary is an output);
+    an unreadable file is left to the dictionary rule to report."""
+    try:
+        with open(
+            Path(DICTIONARIES, use_case, "mapping.yaml"), encoding="utf-8"
+        ) as handle:
+            mapping = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    privacy = mapping.get("privacy") if isinstance(mapping, dict) else None
+    return bool(isinstance(privacy, dict) and privacy.get("generalise"))
+
+
 def get_privacy_decision(wildcards):
-    """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
-    if config["privacy"]["action"] != "block":
+    """The use case's privacy report, which encrypt waits for when privacy.action is block or the use case
+    generalises (the plan of rare codes needs every center's counts); otherwise a center encrypts on its own.
+    """
+    if config["privacy"]["action"] != "block" and not generalises(wildcards.use_case):
         return []
     return f"{RESULTS}/privacy/{wildcards.use_case}.json"
+
+
+def get_generalise_inputs(wildcards):
+    """The compiled dictionary, which encrypt reads to generalise (only for a use case with rules)."""
+    if not generalises(wildcards.use_case):
+        return []
+    return f"{RESULTS}/dictionaries/{wildcards.use_case}.json"
+
+
+def get_generalise_args(wildcards, input):
+    """encrypt's --privacy/--dictionary when the use case generalises its deposit copy."""
+    if not generalises(wildcards.use_case):
+        return ""
+    return f"--privacy {shlex.quote(input.privacy)} --dictionary {shlex.quote(input.dictionary)}"
 
 
 # privacy.action: block: encrypt first checks the use case's decision (exit 4 and the reason when it is refused)
@@ -483,6 +522,13 @@ PRIVACY_GATE = (
     if config["privacy"]["action"] == "block"
     else ""
 )
+
+
+def get_generalisation_records():
+    """Every center's counts of what generalisation changed in its deposit copy (the crate records them)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/privacy/{{use_case}}/{{center}}.generalised.json")
 
 
 def get_privacy_reports():
