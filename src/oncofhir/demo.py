@@ -13,8 +13,14 @@ import hashlib
 import io
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from .defects import Injected, Oracle
+from .defects import inject as inject_defects
 from .dictionary.compiled import CompiledDictionary, Field, load_compiled
 from .io_utils import DIR_MODE, write_private
 from .logic import parse
@@ -34,7 +40,15 @@ _RANGES = {
 _PERCENT = ("er", "pr", "ki67")
 
 
-def _range(f: Field) -> tuple[float, float]:
+#: What the demo injects by default at known cells, so its QC pages show the cross-variable checks: each class only
+#: where the dictionary has a place for it (none of the five codebooks has a calculated field, for instance).
+DEMO_INJECT: dict[str, int] = {"rule_violation": 3, "temporal": 2, "calc_mismatch": 2}
+#: Repair passes that re-draw values breaking the mapping's rules (a random walk that converges in a few).
+REPAIR_PASSES = 60
+
+
+def number_range(f: Field) -> tuple[float, float]:
+    """The range the demo draws ``f``'s numbers from: its validation min/max, else a plausible one by name."""
     if f.min and f.max:
         return float(f.min), float(f.max)
     name = f.name
@@ -46,6 +60,9 @@ def _range(f: Field) -> tuple[float, float]:
     return 0, 50
 
 
+_range = number_range
+
+
 def _value(f: Field, rng: random.Random) -> str:
     if f.choices:
         return rng.choice(list(f.choices))
@@ -55,6 +72,14 @@ def _value(f: Field, rng: random.Random) -> str:
             return str(rng.randint(int(lo), int(hi)))
         return str(round(rng.uniform(lo, hi), 1)) if rng.random() < 0.5 else str(rng.randint(int(lo), int(hi)))
     return f"text {rng.randint(1, 999)}"
+
+
+def clean_value(f: Field, rng: random.Random) -> str:
+    """A valid value for ``f`` (receptor percentages are often near 0, as in real cohorts)."""
+    name = f.name
+    if f.datatype == "number" and any(name == p or name.startswith(p + "_") for p in _PERCENT) and rng.random() < 0.35:
+        return str(rng.randint(0, 5))
+    return _value(f, rng)
 
 
 def _defect(f: Field, rng: random.Random) -> str:
@@ -71,21 +96,60 @@ def _defect(f: Field, rng: random.Random) -> str:
     return ""
 
 
-def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> str:
-    """The CSV text of one center's export."""
+def generate(
+    dd: CompiledDictionary,
+    center: str,
+    records: int,
+    seed: int,
+    *,
+    defects: bool = True,
+    inject: Mapping[str, int] | None = None,
+) -> str:
+    """The CSV text of one center's export (:func:`generate_export` without the list of injected defects)."""
+    return generate_export(dd, center, records, seed, defects=defects, inject=inject)[0]
+
+
+def generate_export(
+    dd: CompiledDictionary,
+    center: str,
+    records: int,
+    seed: int,
+    *,
+    defects: bool = True,
+    inject: Mapping[str, int] | None = None,
+) -> tuple[str, list[Injected]]:
+    """The CSV text of one center's export and the defects injected at known cells.
+
+    ``defects=True`` (the demo): blanks, ~2 % wrong values, a duplicated and a blank record id, and ``inject``
+    (default :data:`DEMO_INJECT`) known defects. ``defects=False``: a clean export QC finds nothing wrong with
+    (every required value present, every value valid, the mapping's rules met), into which ``inject`` (default
+    none) puts known defects (:mod:`oncofhir.defects`, the recall benchmark). Values breaking a mapping rule are
+    re-drawn in both modes, so a rule failure in the demo is one the generator put there.
+    """
     rng = random.Random(f"{seed}/{dd.use_case}/{center}")
     fields = [f for f in dd.fields.values() if f.type not in {"descriptive", "calc"}]
+    calcs = [f for f in dd.fields.values() if f.type == "calc"]
     branching = {f.name: parse(f.branching) for f in fields if f.branching}
-    header = [fields[0].name, "redcap_data_access_group", *(f.name for f in fields[1:]), *dd.complete_columns]
-    rows = []
+    header = [
+        fields[0].name,
+        "redcap_data_access_group",
+        *(f.name for f in fields[1:]),
+        *(f.name for f in calcs),
+        *dd.complete_columns,
+    ]
+    recs: list[dict[str, str]] = []
+    completes: list[str] = []
     for i in range(records):
         rid = hashlib.sha256(f"{seed}/{dd.use_case}/{center}/{i}".encode()).hexdigest()[:16]
         rec: dict[str, str] = {fields[0].name: rid}
-        sparse = rng.random() < 0.1  # some records are barely filled in
+        sparse = defects and rng.random() < 0.1  # some records are barely filled in
         for f in fields[1:]:
             expr = branching.get(f.name)
             if expr is not None and not expr.evaluate_record(rec):
                 rec[f.name] = ""
+                continue
+            if not defects:
+                rec[f.name] = "" if f.level == "recommended" and rng.random() < 0.3 else clean_value(f, rng)
                 continue
             blank_rate = 0.6 if sparse else (0.05 if f.level == "minimal" else 0.15 if f.level == "mandatory" else 0.3)
             if rng.random() < blank_rate:
@@ -93,10 +157,31 @@ def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> st
             elif rng.random() < 0.02:
                 rec[f.name] = _defect(f, rng)
             else:
-                rec[f.name] = _value(f, rng)
-        complete = rng.choices(["2", "1", "0"], weights=[85, 10, 5])[0]
-        rows.append([rid, center, *(rec[f.name] for f in fields[1:]), *([complete] * len(dd.complete_columns))])
-    if records >= 10:  # a duplicated record id (a second REDCap row for the same patient) and a blank id
+                rec[f.name] = _value(f, rng) if not dd.rules else clean_value(f, rng)
+        for f in calcs:
+            rec[f.name] = ""
+        completes.append(rng.choices(["2", "1", "0"], weights=[85, 10, 5])[0])
+        recs.append(rec)
+    oracle = Oracle(dd)
+    if dd.rules:
+        _repair(oracle, recs, fields, branching, random.Random(f"{seed}/{dd.use_case}/{center}/rules"), defects)
+    for f in calcs:
+        for rec in recs:
+            rec[f.name] = oracle.calc_value(f, rec)
+    counts = dict(DEMO_INJECT if inject is None and defects else inject or {})
+    injected = (
+        inject_defects(
+            oracle, recs, counts, random.Random(f"{seed}/{dd.use_case}/{center}/inject"), record_id=fields[0].name
+        )
+        if counts
+        else []
+    )
+    rows = [
+        [rec[fields[0].name], center, *(rec[f.name] for f in fields[1:]), *(rec[f.name] for f in calcs)]
+        + [complete] * len(dd.complete_columns)
+        for rec, complete in zip(recs, completes, strict=True)
+    ]
+    if defects and records >= 10:  # a duplicated record id (a second REDCap row for the same patient) and a blank id
         dup = list(rows[rng.randrange(records)])
         rows.insert(rng.randrange(len(rows)), dup)
         blank = list(rows[rng.randrange(records)])
@@ -106,7 +191,72 @@ def generate(dd: CompiledDictionary, center: str, records: int, seed: int) -> st
     writer = csv.writer(out, lineterminator="\r\n" if center.endswith("_b") else "\n")
     writer.writerow(header)
     writer.writerows(rows)
-    return ("\ufeff" if center.endswith("_b") else "") + out.getvalue()
+    return ("\ufeff" if center.endswith("_b") else "") + out.getvalue(), injected
+
+
+def _repair(
+    oracle: Oracle,
+    recs: list[dict[str, str]],
+    fields: list[Field],
+    branching: Mapping[str, Any],
+    rng: random.Random,
+    clean: bool,
+) -> None:
+    """Re-draw values that break a mapping rule until every record meets every rule (a random walk over the
+    rule's variables; a variable that decides another's branching re-applies it), so the export has only the
+    rule failures injected on purpose. Records still breaking a rule after :data:`REPAIR_PASSES` have the rule's
+    recommended variables blanked (then the rule does not apply)."""
+    by_name = {f.name: f for f in fields}
+    dependents: dict[str, list[Field]] = {}
+    for f in fields:
+        if f.branching:
+            for v in parse(f.branching).variables:
+                dependents.setdefault(v.split("___", 1)[0], []).append(f)
+    rules = oracle.rules
+    todo = list(range(len(recs)))
+    for _ in range(REPAIR_PASSES):
+        states = oracle.rule_states([recs[i] for i in todo])
+        broken = states == 2
+        todo = [i for i, row in zip(todo, broken, strict=True) if row.any()]
+        if not todo:
+            return
+        for i, row in zip(todo, broken[broken.any(axis=1)], strict=True):
+            rule = rules[rng.choice(np.flatnonzero(row).tolist())]
+            options = [v for v in rule.variables if v in by_name and v != fields[0].name and recs[i][v] != ""]
+            if not options:
+                continue
+            var = rng.choice(options)
+            recs[i][var] = clean_value(by_name[var], rng)
+            _rebranch(recs[i], var, dependents, branching, rng, clean)
+    states = oracle.rule_states([recs[i] for i in todo])
+    for i, row in zip(todo, states, strict=True):
+        for k in np.flatnonzero(row == 2).tolist():
+            for v in rules[k].variables:
+                if v in by_name and by_name[v].level == "recommended":
+                    recs[i][v] = ""
+
+
+def _rebranch(
+    rec: dict[str, str],
+    changed: str,
+    dependents: Mapping[str, list[Field]],
+    branching: Mapping[str, Any],
+    rng: random.Random,
+    clean: bool,
+) -> None:
+    """Re-apply the branching logic of the fields ``changed`` decides (and of those they decide in turn)."""
+    queue = [changed]
+    while queue:
+        var = queue.pop()
+        for f in dependents.get(var, []):
+            shown = branching[f.name].evaluate_record(rec)
+            old = rec[f.name]
+            if not shown:
+                rec[f.name] = ""
+            elif not old and (clean or f.level != "recommended"):
+                rec[f.name] = clean_value(f, rng)
+            if rec[f.name] != old:
+                queue.append(f.name)
 
 
 def write_center_export(compiled_json: str | Path, out: str | Path, *, center: str, records: int, seed: int) -> int:

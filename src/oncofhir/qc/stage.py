@@ -33,7 +33,7 @@ from .checks import run_checks
 from .gate import check_gate
 from .html import EXCLUDED_PREVIEW, center_page, failure_rows, index_page
 from .model import DEFAULT_NO_CHECKS
-from .scoring import check_policy, resolve_weights, score_table
+from .scoring import check_policy, check_thresholds, resolve_weights, score_table
 from .writers import RecordTables, write_tables
 
 OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "send_back.tsv", "qc.json", "report.html", "gate.tsv")
@@ -110,11 +110,13 @@ def stage_qc(
     center: str,
     no_checks: str = DEFAULT_NO_CHECKS,
     chunk_rows: int | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
-    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
+    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``; ``thresholds``
+    ({type, variable, rule id or ``<variable>.<type>``: failure rate in percent}) flag checks failing more often.
     The records are read and checked ``chunk_rows`` at a time (default: :data:`CHUNK_CELLS` cells), so memory
     stays flat; the outputs do not depend on the chunk size. Returns a short summary (records, score, failures,
     excluded).
@@ -122,6 +124,7 @@ def stage_qc(
     resolved = resolve_weights(weights)
     policy = check_policy(no_checks)
     threshold, minimums = check_gate(min_record_score, min_type_scores)
+    limits = check_thresholds(thresholds)
     dd = load_compiled(compiled_json)
     out = private_dir(out_dir)
     labels = {f.name: f.choices for f in dd.fields.values() if f.choices}
@@ -135,6 +138,7 @@ def stage_qc(
         min_type_scores=minimums,
         preview=EXCLUDED_PREVIEW,
         labels=labels,
+        thresholds=limits,
     )
     tables: RecordTables | None = None
     with contextlib.ExitStack() as stack:
