@@ -21,7 +21,7 @@ import numpy as np
 
 from .defects import Injected, Oracle
 from .defects import inject as inject_defects
-from .dictionary.compiled import CompiledDictionary, Field, load_compiled
+from .dictionary.compiled import CompiledDictionary, Field, Rule, load_compiled
 from .io_utils import DIR_MODE, write_private
 from .logic import parse
 
@@ -230,10 +230,28 @@ def _repair(
             _rebranch(recs[i], var, dependents, branching, rng, clean)
     states = oracle.rule_states([recs[i] for i in todo])
     for i, row in zip(todo, states, strict=True):
-        for k in np.flatnonzero(row == 2).tolist():
-            for v in rules[k].variables:
-                if v in by_name and by_name[v].level == "recommended":
-                    recs[i][v] = ""
+        if (row == 2).any():
+            _settle(oracle, recs[i], [rules[k] for k in np.flatnonzero(row == 2).tolist()], by_name)
+
+
+def _settle(oracle: Oracle, rec: dict[str, str], broken: list[Rule], by_name: Mapping[str, Field]) -> None:
+    """Last resort for a record the random walk left breaking a rule: try every code of each coded variable of the
+    broken rules, then blank their recommended variables, keeping the first change that breaks no rule."""
+    for rule in broken:
+        for v in rule.variables:
+            f = by_name.get(v)
+            if f is None or not f.choices or not rec[v]:
+                continue
+            old = rec[v]
+            for code in f.choices:
+                rec[v] = code
+                if not (oracle.rule_states([rec])[0] == 2).any():
+                    return
+            rec[v] = old
+    for rule in broken:
+        for v in rule.variables:
+            if v in by_name and by_name[v].level == "recommended":
+                rec[v] = ""
 
 
 def _rebranch(
