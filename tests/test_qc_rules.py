@@ -318,3 +318,29 @@ def test_measured_recall_small(tmp_path: Path) -> None:
         "blank_required", "wrong_type", "invalid_code", "out_of_range", "hidden_value", "rule_violation",
         "temporal", "calc_mismatch",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ("{dfs_le_o: 5}", "config key 'qc.thresholds.dfs_le_o': 'dfs_le_o' is no check type, variable or rule id"),
+        ("{relational: 150}", "config key 'qc.thresholds.relational': 150 is greater than the maximum of 100"),
+    ],
+)
+def test_bad_threshold_stops_the_workflow_before_any_job(tmp_path: Path, thresholds: str, message: str) -> None:
+    import subprocess
+
+    from helpers import REPO, workflow_env
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"results: {tmp_path}/r\nqc: {{thresholds: {thresholds}}}\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(cfg)],
+        cwd=REPO,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stdout + result.stderr

@@ -184,7 +184,7 @@ def _unknown_keys(data: Any, schema: Mapping[str, Any], prefix: str = "") -> lis
         return []
     properties = schema.get("properties", {})
     valid = list(properties) + list(schema.get("propertyNames", {}).get("enum", []))
-    closed = schema.get("additionalProperties") is False or "propertyNames" in schema
+    closed = schema.get("additionalProperties") is False or "enum" in schema.get("propertyNames", {})
     found = []
     for key, value in data.items():
         dotted = f"{prefix}{key}"

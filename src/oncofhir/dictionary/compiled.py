@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import DictionaryError
 
-COMPILED_FORMAT = 1
+COMPILED_FORMAT = 2  # 2: mapping rules and calc fields' calculations
 
 #: Kahn's categories a mapping rule may have, and the QC check type each becomes (docs/qc.md).
 RULE_CATEGORIES = ("relational", "computational", "temporal")

@@ -34,6 +34,7 @@ assert (NOT_APPLICABLE, PASS, FAIL) == (0, 1, 2)
 LABEL_CHARS = 60
 ANY_TEXT = "is not text (any value conforms: this check cannot fail)"
 NOT_DATA = {"descriptive"}
+BLANK = "''"  # how a failure's value list shows a blank variable
 
 
 @dataclass(slots=True)
@@ -66,7 +67,7 @@ class QCResult:
         parts = []
         for v in c.variables:
             x = self.value(v, record)
-            parts.append(f"{v}: {labelled(dict(labels), v, x) if x else chr(39) * 2}")
+            parts.append(f"{v}: {labelled(labels, v, x) if x else BLANK}")
         return "; ".join(parts)
 
 

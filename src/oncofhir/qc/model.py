@@ -6,6 +6,7 @@ without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Status codes of one check on one record (an int8 matrix of these is the QC result).
@@ -90,7 +91,7 @@ class Check:
         return TYPES[self.type].dimension
 
 
-def labelled(labels: dict[str, dict[str, str]], variable: str, value: str) -> str:
+def labelled(labels: Mapping[str, Mapping[str, str]], variable: str, value: str) -> str:
     """``1 = Female`` for a coded value with a label in ``labels`` (variable -> code -> label); else the value."""
     label = labels.get(variable, {}).get(value)
     return f"{value} = {label}" if label is not None else value
