@@ -10,7 +10,10 @@ center of 20,000 records and ~300 checks takes well under a second). Applicabili
   and the minimal one does not (one requirement check per variable and record, at the strictest level that
   applies; a minimal variable is also mandatory, so ``minimal: true``, or the same condition at both levels,
   gives no ``mandatory_req`` check);
-- conformance and plausibility checks apply to present values only: a blank is a completeness question.
+- conformance and plausibility checks apply to present values only: a blank is a completeness question;
+- a mapping rule (relational, computational, temporal: one check per rule, its id the rule's) applies where its
+  ``when`` holds and every variable it names is shown, present and conforming, so a blank or a bad code is never
+  counted twice; a ``calc`` field is recomputed with the logic engine and compared with its exported value.
 """
 
 from __future__ import annotations
