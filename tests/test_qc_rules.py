@@ -344,3 +344,15 @@ def test_bad_threshold_stops_the_workflow_before_any_job(tmp_path: Path, thresho
     )
     assert result.returncode == 2
     assert message in result.stdout + result.stderr
+
+
+def test_cli_passes_thresholds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from oncofhir.cli import main
+
+    rows = [{"subtype": "0", "er": "50"}, {"subtype": "0", "er": "1"}]
+    compiled, records = write_inputs(tmp_path, receptor_dictionary(TN_ER), rows)
+    args = ["qc", "--dictionary", str(compiled), "--records", str(records), "--out-dir", str(tmp_path / "qc")]
+    assert main([*args, "--center", "c", "--thresholds", "{tn_er: 49.5}"]) == 0
+    assert json.loads((tmp_path / "qc" / "qc.json").read_text())["above_threshold"] == ["tn_er"]  # 50 % > 49.5 %
+    assert main([*args, "--center", "c", "--thresholds", "{tn_er: 200}"]) == 2
+    assert "qc.thresholds.tn_er: 200 is not a failure rate in percent (0-100)" in capsys.readouterr().err
