@@ -356,3 +356,36 @@ def test_cli_passes_thresholds(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert json.loads((tmp_path / "qc" / "qc.json").read_text())["above_threshold"] == ["tn_er"]  # 50 % > 49.5 %
     assert main([*args, "--center", "c", "--thresholds", "{tn_er: 200}"]) == 2
     assert "qc.thresholds.tn_er: 200 is not a failure rate in percent (0-100)" in capsys.readouterr().err
+
+
+def test_a_rule_naming_an_unknown_variable_stops_the_workflow_before_any_job(tmp_path: Path) -> None:
+    import subprocess
+
+    from helpers import workflow_env
+
+    folder = tmp_path / "dictionaries" / "uc1"
+    shutil.copytree(DICTIONARIES / "uc1", folder)
+    add_rules(
+        folder, "  - {id: bad_rule, category: relational, assert: \"[hep_d] = '0'\", message: no such variable}\n"
+    )
+    (tmp_path / "centers.tsv").write_text(
+        f"use_case\tcenter\texport\nuc1\ta\t{tmp_path}/demo/uc1/a.csv\n", encoding="utf-8"
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/r\ndictionaries: {tmp_path}/dictionaries\n"
+        f"ontologies: {DICTIONARIES.parent / 'ontologies'}\ndemo: {{folder: {tmp_path}/demo}}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(cfg)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "rule 'bad_rule', assert: logic refers to unknown variable [hep_d] in \"[hep_d] = '0'\"" in out
+    assert "Job " not in out  # nothing scheduled
