@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from oncofhir.demo import POOL_DEFECTS, generate, outlier_field, recoded_field
+from oncofhir.demo import POOL_DEFECTS, generate, outlier_field, recoded_field, rule_variables
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.dictionary.compiled import CompiledDictionary
 from oncofhir.pipeline import stage_ingest
@@ -65,8 +65,9 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 def detection(dd: CompiledDictionary, compiled: Path, root: Path, centers: int, records: int, seeds: int) -> dict:
     """Injected vs reported per class, added up over the seeds: {class: [true positives, reported, injected]}."""
     names = center_names(centers)
-    numbers = outlier_field([f for f in dd.fields.values() if f.type not in {"descriptive", "calc"}])
-    recoded = recoded_field([f for f in dd.fields.values() if f.type not in {"descriptive", "calc"}])
+    fields = [f for f in dd.fields.values() if f.type not in {"descriptive", "calc"}]
+    numbers = outlier_field(fields, rule_variables(dd))
+    recoded = recoded_field(fields, rule_variables(dd))
     tally = {"outlier": [0, 0, 0], "duplicate": [0, 0, 0], "recoded center": [0, 0, 0]}
     for seed in range(1, seeds + 1):
         with tempfile.TemporaryDirectory(dir=root) as tmp:

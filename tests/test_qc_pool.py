@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import DICTIONARIES, ONTOLOGIES
 
-from oncofhir.demo import POOL_DEFECTS, generate, outlier_field, recoded_field
+from oncofhir.demo import POOL_DEFECTS, generate, outlier_field, recoded_field, rule_variables
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.errors import ConfigError, DictionaryError
 from oncofhir.pipeline import stage_ingest
@@ -136,11 +136,12 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def test_the_injected_outlier_is_the_only_one(pooled: tuple[Path, dict]) -> None:
     root, summary = pooled
-    fields = [f for f in compile_dictionary(DICTIONARIES / "uc7", ONTOLOGIES).fields.values()]
-    assert outlier_field(fields[1:]).name == "dfs"  # months without validation limits: no range check sees it
+    dd = compile_dictionary(DICTIONARIES / "uc7", ONTOLOGIES)
+    # a percentage without validation limits (no range check sees it) that no mapping rule names (dfs is in one)
+    assert outlier_field(list(dd.fields.values())[1:], rule_variables(dd)).name == "ki67"
     found = rows(root / "pool" / "outliers.tsv")
     assert [(r["center"], r["variable"], r["value"], r["records"]) for r in found] == [
-        ("hospital_a", "dfs", "2401", "1")  # 120 months (demo maximum) x 20 + 1
+        ("hospital_a", "ki67", "2001", "1")  # 100 % (demo maximum) x 20 + 1
     ]
     assert summary["outliers"] == 1
 
@@ -164,8 +165,8 @@ def test_the_injected_duplicates_are_the_only_pairs_with_ids_and_pseudonyms(pool
 
 def test_the_recoded_center_is_the_only_drift(pooled: tuple[Path, dict]) -> None:
     root, summary = pooled
-    fields = list(compile_dictionary(DICTIONARIES / "uc7", ONTOLOGIES).fields.values())
-    variable, unknown, no = recoded_field(fields[1:])
+    dd = compile_dictionary(DICTIONARIES / "uc7", ONTOLOGIES)
+    variable, unknown, no = recoded_field(list(dd.fields.values())[1:], rule_variables(dd))
     assert (variable.name, unknown, no) == ("lactation", "2", "1")
     drift = rows(root / "pool" / "drift.tsv")
     flagged = [(r["center"], r["variable"], r["statistic"]) for r in drift if r["flag"] == "yes"]

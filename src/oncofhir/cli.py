@@ -124,6 +124,7 @@ def _cmd_qc(args: argparse.Namespace) -> int:
 
     weights = _mapping_option(args.weights, "--weights")
     minimums = _mapping_option(args.min_type_scores, "--min-type-scores")
+    thresholds = _mapping_option(args.thresholds, "--thresholds")
     summary = stage_qc(
         args.dictionary,
         args.records,
@@ -133,6 +134,7 @@ def _cmd_qc(args: argparse.Namespace) -> int:
         min_type_scores=minimums,
         center=args.center,
         no_checks=args.no_checks,
+        thresholds=thresholds,  # type: ignore[arg-type]
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -413,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--weights", help="YAML/JSON mapping check type -> weight (default: the paper's Table 2)")
     qc.add_argument("--min-record-score", type=float, default=0.0, help="gate: minimum record score (0-100)")
     qc.add_argument("--min-type-scores", help="gate: YAML/JSON mapping check type -> minimum pass rate (0-100)")
+    qc.add_argument(
+        "--thresholds",
+        help="YAML/JSON mapping check type, variable, rule id or <variable>.<type> -> failure rate (percent) above "
+        "which the center page flags the check",
+    )
     qc.add_argument(
         "--no-checks",
         choices=["renormalise", "full_credit"],

@@ -51,6 +51,7 @@ def _load_configuration():
             config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
         wfconfig.check_input_paths(config, resolved)
+        wfconfig.check_thresholds(config, sources)
         check_ig_config(config)
         demo = config["demo"]["folder"]  # normalised by resolve_config_paths
         centers = wfconfig.read_centers(

@@ -24,6 +24,7 @@ rule qc:
         min_record_score=config["qc"]["min_record_score"],
         min_type_scores=json.dumps(config["qc"]["min_type_scores"], sort_keys=True),
         no_checks=config["qc"]["no_checks"],
+        thresholds=json.dumps(config["qc"]["thresholds"], sort_keys=True),
         out_dir=lambda wildcards, output: os.path.dirname(output.scores),
     message:
         "Checking data quality of {wildcards.use_case}/{wildcards.center}"
@@ -31,7 +32,7 @@ rule qc:
         "oncofhir --log {log:q} qc --dictionary {input.dictionary:q} --records {input.records:q}"
         " --out-dir {params.out_dir:q} --center {wildcards.center:q} --weights {params.weights:q}"
         " --min-record-score {params.min_record_score} --min-type-scores {params.min_type_scores:q}"
-        " --no-checks {params.no_checks:q}"
+        " --no-checks {params.no_checks:q} --thresholds {params.thresholds:q}"
 
 
 rule qc_pool:

@@ -36,7 +36,7 @@ from .model import DEFAULT_NO_CHECKS
 from .pool_html import pool_sections
 from .poolstats import FILE as POOL_STATS
 from .poolstats import PoolStatsAccumulator
-from .scoring import check_policy, resolve_weights, score_table
+from .scoring import check_policy, check_thresholds, resolve_weights, score_table
 from .writers import RecordTables, write_tables
 
 OUTPUTS = (
@@ -122,11 +122,13 @@ def stage_qc(
     center: str,
     no_checks: str = DEFAULT_NO_CHECKS,
     chunk_rows: int | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
-    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
+    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``; ``thresholds``
+    ({type, variable, rule id or ``<variable>.<type>``: failure rate in percent}) flag checks failing more often.
     The records are read and checked ``chunk_rows`` at a time (default: :data:`CHUNK_CELLS` cells), so memory
     stays flat; the outputs do not depend on the chunk size. Returns a short summary (records, score, failures,
     excluded).
@@ -134,6 +136,7 @@ def stage_qc(
     resolved = resolve_weights(weights)
     policy = check_policy(no_checks)
     threshold, minimums = check_gate(min_record_score, min_type_scores)
+    limits = check_thresholds(thresholds)
     dd = load_compiled(compiled_json)
     out = private_dir(out_dir)
     labels = {f.name: f.choices for f in dd.fields.values() if f.choices}
@@ -147,6 +150,7 @@ def stage_qc(
         min_type_scores=minimums,
         preview=EXCLUDED_PREVIEW,
         labels=labels,
+        thresholds=limits,
     )
     tables: RecordTables | None = None
     pool_stats = PoolStatsAccumulator(dd, center)  # what the use case's pool step needs (oncofhir.qc.pool)
