@@ -45,7 +45,7 @@ def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     result = subprocess.run(
         [sys.executable, "-c", RECORD_JOBS, str(record), "--configfile", str(config), *args],
         cwd=REPO,
-        env=workflow_env(REAL_SECRET),
+        env=workflow_env(REAL_SECRET, ONCOFHIR_COHORT_PASSPHRASE=""),  # the cohort key has no passphrase
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,7 +83,9 @@ class Consortium:
         config = self.root / f"{name}.yaml"
         config.write_text(
             f"centers: {sheet}\nresults: {self.root / 'results'}\n"
-            f"deposit: {{demo_keys: false, recipients: [{self.root / 'keys' / 'ega.pub'}]}}\n",  # real exports
+            f"deposit: {{demo_keys: false, recipients: [{self.root / 'keys' / 'ega.pub'}]}}\n"  # real exports
+            # the local cohort database, built from the deposit with a recipient's key (docs/tables.md)
+            f"tables: {{cohort: {{sk: {self.root / 'keys' / 'ega.sec'}}}}}\n",
             encoding="utf-8",
         )
         return config
@@ -148,6 +150,7 @@ def test_a_changed_export_reruns_only_its_center(consortium: Consortium, tmp_pat
         plan = dry_run(tmp_path, consortium.config)
         assert_only(plan, consortium, "uc3", "site_b")
         assert ("fhir", "uc3", "site_b") in plan.jobs
+        assert ("cohort_db", "", "") in plan.jobs  # from the encrypted tables: no other center's tables remade
     finally:
         export.write_bytes(original)  # same content, newer time stamp: nothing to do again (as when touched)
 
