@@ -196,7 +196,8 @@ def test_the_default_demo_run_writes_the_cohort_database_and_one_center_reruns_a
     )
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
-        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\ndemo: {{folder: {tmp_path}/demo, records: 15}}\n",
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
+        f"demo: {{folder: {tmp_path}/demo, records: 15}}\n",
         encoding="utf-8",
     )
 

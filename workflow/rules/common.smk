@@ -85,7 +85,8 @@ ONTOLOGIES = config["ontologies"]
 DEMO = config["demo"]["folder"]
 ENV = "../../envs/oncofhir.yaml"
 DEPOSIT = config["deposit"]
-COHORT_SK = config["tables"]["cohort"]["sk"]  # a recipient's private key for cohort.duckdb (docs/tables.md)
+# A recipient's private key to build cohort.duckdb from the deposit with (docs/tables.md); empty: none.
+COHORT_SK = config["tables"]["cohort"]["sk"]
 
 
 def _check_secrets_and_keys():

@@ -61,7 +61,8 @@ rule tables:
 
 rule cohort_db:
     """results/tables/cohort.duckdb (docs/tables.md): views over every center's kept Parquet files, or, when they are
-    deleted once encrypted, the rows of the encrypted tables decrypted with a recipient's key (0600)."""
+    deleted once encrypted, the rows of the encrypted tables decrypted with a recipient's key (0600).
+    """
     input:
         unpack(get_cohort_inputs),
     output:

@@ -274,7 +274,11 @@ def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ..
 
     db = Path(database)
     if not db.exists():
-        raise QueryError("cohort database not found (run the workflow, or oncofhir tables --decrypt)", path=str(db))
+        raise QueryError(
+            "cohort database not found (run the workflow; for real data with deposit.temp_plaintext set "
+            "tables.cohort.sk; or build one from the deposit with oncofhir tables --decrypt)",
+            path=str(db),
+        )
     con = duckdb.connect(str(db), read_only=True)
     try:
         folder = str(db.resolve().parent).replace("'", "''")
