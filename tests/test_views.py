@@ -240,6 +240,19 @@ def test_the_cohort_database_is_built_from_the_deposit_with_the_rows_inside(
     expected = pa.concat_tables([originals[c] for c in sorted(originals)])
     assert rows == [tuple(row.values()) for row in expected.to_pylist()]
     assert query(db, "SELECT count(*) FROM uc1_patients")[1] == [(expected.num_rows,)]
+    # `oncofhir query ... | head -1`: the reader going away early is no error
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oncofhir", "query", "--db", str(db), "SELECT * FROM range(300000)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline() == b"range\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
 
 
 def test_the_cohort_key_must_be_a_recipients(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import csv
 import importlib.abc
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,12 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     names, rows = query(args.db, args.sql)
     writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-    writer.writerow(names)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    try:
+        writer.writerow(names)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error; nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
