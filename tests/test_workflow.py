@@ -179,6 +179,38 @@ def test_real_secret_and_real_recipient_keys_plan_the_deposit(tmp_path: Path) ->
     assert dict(re.findall(r"^(\w+) +(\d+)$", out, flags=re.M))["cohort_db"] == "1"
 
 
+def test_real_data_without_a_cohort_key_writes_no_database_and_says_how(tmp_path: Path) -> None:
+    """Real data, deposit on, temp_plaintext: the workflow holds no key to the deposit, so no plaintext database."""
+    from oncofhir.demo import generate
+    from oncofhir.deposit.keys import generate_keypair
+    from oncofhir.dictionary import compile_dictionary
+
+    dd = compile_dictionary(REPO / "resources" / "dictionaries" / "uc1", REPO / "resources" / "ontologies")
+    (tmp_path / "a.csv").write_text(generate(dd, "a", 10, 3), encoding="utf-8")
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    (tmp_path / "centers.tsv").write_text(f"use_case\tcenter\texport\nuc1\ta\t{tmp_path}/a.csv\n", encoding="utf-8")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg)],
+        cwd=REPO,
+        env=workflow_env("a-real-secret-of-32-characters!!"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "results" / "tables").exists()
+    assert (
+        f"oncofhir: no {tmp_path}/results/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
+        "tables.cohort.sk to a recipient's private key to build it from the deposit" in result.stderr
+    )
+
+
 def test_the_default_demo_run_writes_the_cohort_database_and_one_center_reruns_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

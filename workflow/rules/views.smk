@@ -88,7 +88,8 @@ if cohort_source() is None:
 
     onsuccess:
         print(
-            "oncofhir: no results/tables/cohort.duckdb (plaintext tables deleted once encrypted): set tables.cohort.sk "
-            "to a recipient's private key to build it from the deposit, or run oncofhir tables --decrypt (docs/tables.md)",
+            f"oncofhir: no {RESULTS}/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
+            "tables.cohort.sk to a recipient's private key to build it from the deposit, or run oncofhir tables "
+            "--decrypt (docs/tables.md)",
             file=sys.stderr,
         )
