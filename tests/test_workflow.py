@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import RECORD_JOBS, REPO, workflow_env
+from helpers import REPO, record_jobs, workflow_env
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -234,18 +234,11 @@ def test_the_default_demo_run_writes_the_cohort_database_and_one_center_reruns_a
     )
 
     def snakemake(*args: str) -> set[tuple[str, str, str]]:
-        record = tmp_path / "jobs.json"
-        result = subprocess.run(
-            [sys.executable, "-c", RECORD_JOBS, str(record), "--configfile", str(cfg), "--cores", "2", *args],
-            cwd=REPO,
-            env=workflow_env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
+        code, jobs, output = record_jobs(
+            ["--configfile", str(cfg), "--cores", "2", *args], cwd=REPO, env=workflow_env()
         )
-        data = json.loads(record.read_text())
-        assert data["exit"] in (0, None), (result.stdout + result.stderr)[-3000:]
-        return {(j["rule"], j["wildcards"].get("use_case", ""), j["wildcards"].get("center", "")) for j in data["jobs"]}
+        assert code == 0, output[-3000:]
+        return jobs
 
     first = snakemake()
     db = tmp_path / "results" / "tables" / "cohort.duckdb"
