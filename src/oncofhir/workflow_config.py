@@ -4,7 +4,8 @@ Why a module and not Snakefile code: the rules only need the resolved values, wh
 key, where its relative paths start, which sheet line is wrong) are plain Python, testable without Snakemake.
 
 Path rule (config/README.md): a relative input path in a config file (``centers``, ``dictionaries``,
-``ontologies``, ``demo.folder``, ``deposit.recipients``, ``deposit.sender_key``, ``validation.hl7_validator.home``)
+``ontologies``, ``demo.folder``, ``deposit.recipients``, ``deposit.sender_key``, ``tables.cohort.sk``,
+``validation.hl7_validator.home``)
 is relative to the folder of the config file that sets it, and an ``export`` in the centers sheet is relative to the
 sheet's folder; ``--config key=value`` values and ``results`` (where Snakemake writes) are relative to the working
 directory. Once resolved, a path below the working directory is written relative to it (absolute otherwise), so
@@ -37,6 +38,7 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("demo", "folder"),
     ("deposit", "recipients"),
     ("deposit", "sender_key"),
+    ("tables", "cohort", "sk"),
     ("validation", "hl7_validator", "home"),
 )
 
@@ -153,6 +155,7 @@ _MUST_EXIST: dict[str, tuple[bool, tuple[str, ...] | None]] = {
     "ontologies": (True, None),
     "deposit.recipients": (False, ("deposit", "enabled")),
     "deposit.sender_key": (False, ("deposit", "enabled")),
+    "tables.cohort.sk": (False, ("deposit", "enabled")),
     "validation.hl7_validator.home": (True, ("validation", "hl7_validator", "enabled")),
 }
 

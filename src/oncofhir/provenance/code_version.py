@@ -62,7 +62,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "report_file": ("oncofhir.smk", "oncofhir.report_file"),
     "views": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.generate"),
     "tables": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.stage", "oncofhir.views.deposit"),
-    "cohort_db": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.tables"),
+    "cohort_db": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.tables", "oncofhir.views.deposit"),
 }
 
 #: Files a module reads at run time besides Python (module -> glob under the package): the page templates decide
