@@ -56,6 +56,20 @@ def test_robust_scale_ignores_the_outlier_it_should_find() -> None:
     assert rare_codes({"0": 998, "1": 1, "2": 1000}, 0.001) == {"1"}
 
 
+def test_the_double_mad_measures_each_side_of_a_skewed_variable_on_its_own() -> None:
+    """A receptor percentage: 35 values of 0, 65 spread evenly over 1-100, and one 2001 (101 values, median 24.2).
+    One MAD, set by the crowd at 0, would put 98 % at robust z 2; each side's own MAD puts it at 1.3, 2001 % at 34.5."""
+    values = np.array([0.0, *np.linspace(1, 100, 65), 2001.0])
+    counts = np.array([35.0, *np.ones(65), 1.0])
+    scale = robust_scale(values, counts)
+    step = 99 / 64  # linspace's step
+    assert scale.median == 1 + 15 * step == 24.203125  # the 51st of 101 values
+    assert scale.low == 1.4826 * 24.203125  # below: 35 zeros (deviation 24.2) outnumber the 16 values 1-24.2
+    assert scale.high == 1.4826 * 25 * step  # above: the 26th of the 51 deviations 0, step, ..., 1976.8
+    z = scale.z(np.array([0.0, 98.0, 2001.0]))
+    assert z.round(2).tolist() == [0.67, 1.29, 34.48]
+
+
 def test_duplicates_pair_every_member_of_a_group_within_and_across() -> None:
     records = [
         KeyedRecord("b", "r9", 5, ("1", "50")),
@@ -242,7 +256,9 @@ def test_a_rare_code_a_far_number_and_a_lone_center() -> None:
     result = assess_pool([a, b], labels, {}, PoolSettings())
     assert result["outlier_rows"] == [
         ["b", "smoker", "rare code", "2", 1, "", "", "0.000500"],  # 1 of 1999 values, below 0.001
-        ["b", "size", "number", "400", 1, "12", "130.85", ""],  # median 12, MAD 2: (400 - 12) / (1.4826 x 2)
+        # median 12; above it 999 of 1000 values are 12 (MAD 0), so it borrows the scale below it: the deviations
+        # of 999 tens (2) and 999 twelves (0) have median 1: (400 - 12) / (1.4826 x 1)
+        ["b", "size", "number", "400", 1, "12", "261.70", ""],
     ]
     assert [(p.first.record_id, p.second.record_id, p.scope) for p in result["pairs"]] == [("r1", "s1", "across")]
     assert result["summary"]["per_center"]["b"]["outlier"] == [2, 1998]

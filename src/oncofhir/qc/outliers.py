@@ -3,9 +3,14 @@
 Per variable, over the pooled values of every center:
 
 - numbers: the robust z of a value is ``|x - median| / (1.4826 × MAD)`` (MAD = median absolute deviation; 1.4826
-  makes it the standard deviation for normal data). A value whose robust z exceeds ``max_robust_z`` is an outlier.
-  Robust on purpose: a mean and standard deviation would be dragged by the very outliers sought. A variable whose
-  MAD is 0 (more than half the values equal) has no outliers (no scale to measure against).
+  makes it the standard deviation for normal data), with the MAD taken on the value's own side of the median (the
+  "double MAD": one for the values at or below the median, one for those at or above). A value whose robust z
+  exceeds ``max_robust_z`` is an outlier. Robust on purpose: a mean and standard deviation would be dragged by the
+  very outliers sought. Two-sided because clinical numbers are rarely symmetric: receptor percentages pile up near 0
+  with a long tail to 100, and one MAD, set by the crowd near 0, made every ER of 98 % an "outlier" (measured on
+  the demo data: 15 false reports in one run of 6 centers). A side whose MAD is 0 (more than half its values
+  equal the median) takes the other side's scale; when both are 0 the variable has no outliers (no scale to
+  measure against).
 - codes: a code whose pooled share is below ``rare_share`` is rare (a pool of fewer than 1 / ``rare_share``
   values can therefore have no rare code: one value is already that share).
 """
@@ -31,27 +36,42 @@ def weighted_median(values: NDArray[np.float64], counts: NDArray[np.float64]) ->
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """The pooled centre and robust scale of a numeric variable."""
+    """The pooled centre and robust scale, below and above it, of a numeric variable."""
 
     median: float
-    scale: float  # 1.4826 × MAD
+    low: float  # 1.4826 × MAD of the values at or below the median
+    high: float  # 1.4826 × MAD of the values at or above the median
+
+    @property
+    def scale(self) -> float:
+        """The larger side's scale: 0 only when neither side has one."""
+        return max(self.low, self.high)
 
     def z(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Robust z of each value (``inf``-free: a zero scale gives 0)."""
-        if self.scale <= 0:
-            return np.zeros_like(x)
-        return np.abs(x - self.median) / self.scale
+        """Robust z of each value against its side's scale (``inf``-free: a zero scale gives 0)."""
+        low, high = self.low or self.high, self.high or self.low  # a side without a scale borrows the other's
+        side = np.where(x < self.median, low, high)
+        out = np.zeros_like(x, dtype=float)
+        np.divide(np.abs(x - self.median), side, out=out, where=side > 0)
+        return out
+
+
+def _mad(values: NDArray[np.float64], counts: NDArray[np.float64], centre: float) -> float:
+    dev = np.abs(values - centre)
+    order = np.argsort(dev, kind="stable")
+    return weighted_median(dev[order], counts[order]) if counts.sum() else 0.0
 
 
 def robust_scale(values: NDArray[np.float64], counts: NDArray[np.float64]) -> Scale | None:
-    """Pooled median and 1.4826 × MAD of a variable from its distinct values and counts (None if no value)."""
+    """Pooled median and the double MAD (× 1.4826) of a variable from its distinct values (ascending) and counts
+    (None if no value)."""
     if counts.sum() == 0:
         return None
     med = weighted_median(values, counts)
-    dev = np.abs(values - med)
-    order = np.argsort(dev, kind="stable")
-    mad = weighted_median(dev[order], counts[order])
-    return Scale(med, MAD_SCALE * mad)
+    below, above = values <= med, values >= med
+    low = _mad(values[below], counts[below], med)
+    high = _mad(values[above], counts[above], med)
+    return Scale(med, MAD_SCALE * low, MAD_SCALE * high)
 
 
 def rare_codes(counts: dict[str, int], rare_share: float) -> set[str]:
