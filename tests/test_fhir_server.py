@@ -80,7 +80,7 @@ def loaded(hapi: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tmp / "config.yaml"
     config.write_text(
         f"results: {tmp / 'results'}\n"
-        f"demo: {{folder: {tmp / 'demo'}}}\n"
+        f"demo: {{folder: {tmp / 'demo'}, records: 15}}\n"
         "deposit: {temp_plaintext: false}\n"
         f"fhir_server: {{enabled: true, url: '{hapi}', batch: 7}}\n",
         encoding="utf-8",
