@@ -47,7 +47,13 @@ def hapi() -> Iterator[str]:
             pytest.fail(reason)
         pytest.skip(reason)
     port = _free_port()
-    started = subprocess.run(["bash", str(SERVER / "start.sh"), str(port)], capture_output=True, text=True, timeout=900)
+    started = subprocess.run(
+        ["bash", str(SERVER / "start.sh"), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "FHIR_SERVER_WAIT": "840"},  # ~20 s on an idle machine; minutes on a busy one
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield f"http://127.0.0.1:{port}/fhir"
@@ -77,9 +83,11 @@ def loaded(hapi: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     The plaintext is kept (deposit.temp_plaintext: false) so that the reload test can load the same NDJSON again.
     """
     tmp = tmp_path_factory.mktemp("fhir-server")
+    sheet = (REPO / "config" / "centers.tsv").read_text(encoding="utf-8")  # every use case and center of the demo
+    (tmp / "centers.tsv").write_text(sheet.replace("../demo/", f"{tmp / 'demo'}/"), encoding="utf-8")
     config = tmp / "config.yaml"
     config.write_text(
-        f"results: {tmp / 'results'}\n"
+        f"centers: {tmp / 'centers.tsv'}\nresults: {tmp / 'results'}\n"
         f"demo: {{folder: {tmp / 'demo'}, records: 15}}\n"
         "deposit: {temp_plaintext: false}\n"
         f"fhir_server: {{enabled: true, url: '{hapi}', batch: 7}}\n",
