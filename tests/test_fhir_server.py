@@ -182,6 +182,47 @@ def test_a_reload_changes_nothing(loaded: Path, hapi: str, tmp_path: Path, capsy
     assert len(out.out.strip().splitlines()) == len(ndjson) + 1  # one line per center, then the query check
 
 
+def test_a_bundle_the_server_refuses_fails_alone_with_the_servers_reason(
+    loaded: Path, hapi: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Two good bundles and one whose Observation points to a Patient that exists nowhere, in one transaction: HAPI
+    refuses it (referential integrity), the loader sends the three again one by one, and only the bad one fails,
+    with HAPI's OperationOutcome in the report. Nothing of the bad bundle is stored."""
+    good = (loaded / "fhir/uc1/hospital_a.ndjson").read_text(encoding="utf-8").splitlines()[:2]
+    bad = {
+        "resourceType": "Bundle",
+        "id": "bad-bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0b5e7d1c-0000-4000-8000-00000000dead",
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "0b5e7d1c-0000-4000-8000-00000000dead",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "Patient/no-such-patient-17"},
+                },
+            }
+        ],
+    }
+    path = tmp_path / "uc1" / "mixed.ndjson"
+    path.parent.mkdir()
+    path.write_text("\n".join([good[0], json.dumps(bad), good[1]]) + "\n", encoding="utf-8")
+    code = main(["load", str(path), "--server", hapi, "--report-dir", str(tmp_path / "r"), "--batch", "3"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("uc1/mixed: FAILED (partial): 2/3 bundles loaded; 1 transaction(s) refused")
+    report = _json(tmp_path / "r/uc1/mixed.json")
+    assert (report["status"], report["bundles_accepted"], report["bundles_sent"]) == ("partial", 2, 3)
+    assert (report["transactions_sent"], report["split"], report["transactions_accepted"]) == (4, 1, 2)
+    (failure,) = report["failures"]
+    assert (failure["lines"], failure["bundle_ids"], failure["status"]) == ([2], ["bad-bundle"], 400)
+    assert any("no-such-patient-17" in i["diagnostics"] for i in failure["issues"]), failure
+    assert "no-such-patient-17" in err
+    client = FhirClient(hapi)
+    assert client.count("Observation", [("_id", "0b5e7d1c-0000-4000-8000-00000000dead")]).body["total"] == 0
+
+
 # -- failures: one line per center, a failed report, never a traceback; the token in no file or log ----------------
 @pytest.fixture
 def two_centers(tmp_path: Path) -> list[str]:

@@ -61,6 +61,7 @@ class Totals:
     bundles_sent: int = 0
     bundles_accepted: int = 0
     retries: int = 0
+    split: int = 0
     resources: Counter[str] = field(default_factory=Counter)
     profiles: Counter[str] = field(default_factory=Counter)
     matches: Counter[int] = field(default_factory=Counter)
@@ -149,7 +150,7 @@ def _post(client: FhirClient, parts: list[Part]) -> list[tuple[list[Part], Respo
         raise _Fatal(f"{client.base_url}: HTTP {response.status}: the server {FATAL_STATUSES[response.status]}")
     if response.ok or len(parts) == 1 or response.status >= 500:
         return [(parts, response)]
-    results = []
+    results: list[tuple[list[Part], Response]] = [([], response)]  # the refused transaction: counted, then split
     for part in parts:
         results.extend(_post(client, [part]))
     return results
@@ -193,6 +194,9 @@ def _record(totals: Totals, parts: list[Part], response: Response) -> None:
     totals.transactions_sent += 1
     totals.bundles_sent += bundles
     totals.retries += response.retries
+    if not parts:  # refused as a whole, sent again one patient at a time (the parts are recorded then)
+        totals.split += 1
+        return
     if not response.ok:
         totals.failures.append(
             {
@@ -317,6 +321,7 @@ def _report(
         "bundles_sent": totals.bundles_sent,
         "bundles_accepted": totals.bundles_accepted,
         "retries": totals.retries,
+        "split": totals.split,
         "resources": dict(sorted(totals.resources.items())),
         "resources_accepted": accepted,
         "outcome": {k: totals.outcome.get(k, 0) for k in ("created", "updated", "unchanged")},
