@@ -100,7 +100,7 @@ def verify_server(client: FhirClient, reports: Sequence[dict[str, Any]]) -> dict
         )
     else:
         line = (
-            f"query check passed: {len(checks)} counts equal the bundles' ({by_kind['type']} resource types, "
+            f"query check passed: {len(checks)} counts equal what the bundles hold ({by_kind['type']} resource types, "
             f"{by_kind['use case']} use case x type, {by_kind['search']} clinical searches)"
         )
     return {
