@@ -98,8 +98,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from .pipeline import stage_ingest
 
     report = stage_ingest(
-        args.dictionary, args.export, args.records, args.rejects, args.report, require_complete=args.require_complete
+        args.dictionary,
+        args.export,
+        args.records,
+        args.rejects,
+        args.report,
+        require_complete=args.require_complete,
+        on_refused=args.on_refused,
     )
+    if report.get("refused"):
+        print(
+            f"oncofhir: {args.export}: export refused: {report['refused']} "
+            f"(its {report['rows_in']} rows are in {args.rejects}; the run goes on without them)",
+            file=sys.stderr,
+        )
     print(
         f"{args.export}: {report['rows_in']} rows, {report['records']} records, {report['rejected']} rejected; "
         f"unknown columns: {', '.join(report['unknown_columns']) or 'none'}; "
@@ -208,6 +220,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     """The workflow's encrypt stage: a center's bundles (NDJSON lines, named by the index) and NDJSON to .c4gh."""
     from .deposit.encrypt import stage_encrypt
 
+    if bool(args.privacy) != bool(args.dictionary):
+        raise ConfigError("encrypt: --privacy and --dictionary go together (the generalisation plan and its model)")
     summary = stage_encrypt(
         args.bundle_dir,
         args.ndjson,
@@ -220,6 +234,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         threads=args.threads,
         index=args.index,
         fhir_summary=args.fhir_summary,
+        generalise=(args.dictionary, args.privacy) if args.privacy else None,
+        generalised_out=args.generalised,
     )
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -367,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--rejects", required=True, help="output: rejected rows TSV")
     ing.add_argument("--report", required=True, help="output: ingest report JSON")
     ing.add_argument("--require-complete", action="store_true", help="reject records whose form is not Complete")
+    ing.add_argument(
+        "--on-refused",
+        choices=["fail", "report"],
+        default="fail",
+        help="an export refused as a whole (labels, wrong separator, another use case's columns): exit 4, or put "
+        "every row in the rejects with the reason and exit 0 (the workflow's ingest.on_refused)",
+    )
     ing.set_defaults(func=_cmd_ingest)
 
     qc = sub.add_parser("qc", help="score data quality (the paper's Table 2), write the drill-down and the gate")
@@ -463,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--recipient", action="append", required=True, help="a recipient public key (repeat)")
     en.add_argument("--sender-key", help="sender private key (passphrase: ONCOFHIR_C4GH_PASSPHRASE)")
     en.add_argument("--threads", type=int, default=1, help="encryption threads")
+    en.add_argument(
+        "--privacy",
+        help="the use case's privacy report: apply its generalisation plan to the deposit copy (with --dictionary)",
+    )
+    en.add_argument("--dictionary", help="the compiled dictionary (with --privacy)")
+    en.add_argument("--generalised", help="write the per-rule counts of what was generalised here (JSON)")
     en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")

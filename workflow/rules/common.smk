@@ -1,5 +1,6 @@
 # Shared set-up: configuration and centers sheet validation, input functions, wildcard constraints.
 
+import functools
 import hashlib
 import json
 import os
@@ -14,7 +15,8 @@ from snakemake.utils import min_version, validate
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import changed_secret, load_secret
-from oncofhir.errors import ConfigError
+from oncofhir.dictionary.preflight import preflight
+from oncofhir.errors import ConfigError, DictionaryError
 from oncofhir.ig.settings import check_ig_config
 from oncofhir.io_utils import prepare_results
 
@@ -118,6 +120,20 @@ envvars:
 USE_CASES = sorted(set(CENTERS.use_case))
 
 
+def _check_dictionaries():
+    """Compile the use cases this run will compile, now: a bad dictionary stops the run before any job (exit 3)."""
+    try:
+        preflight(USE_CASES, DICTIONARIES, ONTOLOGIES, f"{RESULTS}/dictionaries")
+    except DictionaryError as exc:
+        print(f"oncofhir: dictionary error: {exc}", file=sys.stderr)
+        raise SystemExit(3)
+
+
+# Once, in the process that schedules: cluster and subprocess jobs re-read the Snakefile and need not repeat it.
+if workflow.is_main_process:
+    _check_dictionaries()
+
+
 wildcard_constraints:
     use_case="|".join(USE_CASES),
     center="[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -208,6 +224,10 @@ def get_table_inputs(wildcards):
         inputs["sender"] = get_sender_key(wildcards)
         # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
         inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
+        if generalises(
+            uc
+        ):  # the encrypted tables are built from the generalised bundles
+            inputs["privacy"] = f"{RESULTS}/privacy/{uc}.json"
     return inputs
 
 
@@ -231,6 +251,8 @@ def get_table_deposit_args(wildcards, input, output):
         f"--fhir-summary {shlex.quote(input.fhir_summary)}",
     ]
     args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
+    if generalises(wildcards.use_case):
+        args.append(f"--privacy {shlex.quote(input.privacy)}")
     if input.sender:
         args.append(f"--sender-key {shlex.quote(input.sender[0])}")
     return " ".join(args)
@@ -423,6 +445,37 @@ onstart:
     prepare_results(RESULTS)
 
 
+def _refused_exports():
+    """One line per center whose export its ingest job refused (ingest.on_refused: report), from the reports."""
+    lines = []
+    for uc, center in CENTERS.index:
+        summary = Path(RESULTS, "ingest", uc, center, "report.json")
+        if summary.is_file():
+            ingested = json.loads(summary.read_text(encoding="utf-8"))
+            if ingested.get("refused"):
+                lines.append(
+                    f"oncofhir:   {uc}/{center}: {ingested['refused']} ({ingested['rows_in']} rows in "
+                    f"{summary.parent / 'rejects.tsv'})"
+                )
+    return lines
+
+
+def _fail_on_refused():
+    """A refused export does not stop the other centers (ingest.on_refused: report), but the run is no success."""
+    refused = _refused_exports()
+    if refused:
+        head = (
+            f"oncofhir: {len(refused)} of {len(CENTERS)} export(s) refused; every other center is done, "
+            f"see {RESULTS}/report/index.html:"
+        )
+        print("\n".join([head, *refused]), file=sys.stderr)
+        raise SystemExit(4)
+
+
+onsuccess:
+    _fail_on_refused()
+
+
 # ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----
 from oncofhir.provenance.code_version import stage_code_version
 
@@ -441,11 +494,43 @@ def get_privacy_counts(wildcards):
     ]
 
 
+@functools.cache
+def generalises(use_case):
+    """Whether the use case's mapping.yaml declares generalisation rules (privacy.generalise): its encryption then
+    applies the privacy report's plan. Read from the source at parse time (the compiled dictionary is an output);
+    an unreadable file is left to the dictionary rule to report."""
+    try:
+        with open(
+            Path(DICTIONARIES, use_case, "mapping.yaml"), encoding="utf-8"
+        ) as handle:
+            mapping = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    privacy = mapping.get("privacy") if isinstance(mapping, dict) else None
+    return bool(isinstance(privacy, dict) and privacy.get("generalise"))
+
+
 def get_privacy_decision(wildcards):
-    """The use case's privacy report, which encrypt waits for only when privacy.action is block."""
-    if config["privacy"]["action"] != "block":
+    """The use case's privacy report, which encrypt waits for when privacy.action is block or the use case
+    generalises (the plan of rare codes needs every center's counts); otherwise a center encrypts on its own.
+    """
+    if config["privacy"]["action"] != "block" and not generalises(wildcards.use_case):
         return []
     return f"{RESULTS}/privacy/{wildcards.use_case}.json"
+
+
+def get_generalise_inputs(wildcards):
+    """The compiled dictionary, which encrypt reads to generalise (only for a use case with rules)."""
+    if not generalises(wildcards.use_case):
+        return []
+    return f"{RESULTS}/dictionaries/{wildcards.use_case}.json"
+
+
+def get_generalise_args(wildcards, input):
+    """encrypt's --privacy/--dictionary when the use case generalises its deposit copy."""
+    if not generalises(wildcards.use_case):
+        return ""
+    return f"--privacy {shlex.quote(input.privacy)} --dictionary {shlex.quote(input.dictionary)}"
 
 
 # privacy.action: block: encrypt first checks the use case's decision (exit 4 and the reason when it is refused)
@@ -454,6 +539,13 @@ PRIVACY_GATE = (
     if config["privacy"]["action"] == "block"
     else ""
 )
+
+
+def get_generalisation_records():
+    """Every center's counts of what generalisation changed in its deposit copy (the crate records them)."""
+    if not DEPOSIT["enabled"]:
+        return []
+    return per_center(f"{RESULTS}/privacy/{{use_case}}/{{center}}.generalised.json")
 
 
 def get_privacy_reports():

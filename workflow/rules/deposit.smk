@@ -1,4 +1,5 @@
-# Deposit for the EGA (docs/deposit.md): Crypt4GH-encrypted bundles per (use case, center), checksums, manifest.
+# Deposit for the EGA (docs/deposit.md): Crypt4GH-encrypted bundles per (use case, center), checksums, manifest;
+# a use case with generalisation rules gets its deposit copy generalised on the way (docs/provenance.md).
 
 
 if config["deposit"].get("sender_key"):
@@ -37,9 +38,12 @@ rule encrypt:
         recipients=get_recipient_keys,
         sender=get_sender_key,
         privacy=get_privacy_decision,
+        dictionary=get_generalise_inputs,
     output:
         encrypted=directory(f"{RESULTS}/ega/{{use_case}}/{{center}}"),
         manifest=f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv",
+        # what generalisation changed here, counts per rule (docs/provenance.md#generalisation), for the crate
+        generalised=f"{RESULTS}/privacy/{{use_case}}/{{center}}.generalised.json",
     log:
         f"{RESULTS}/logs/encrypt/{{use_case}}/{{center}}.log",
     benchmark:
@@ -55,6 +59,7 @@ rule encrypt:
         sender=lambda wildcards, input: (
             f"--sender-key {shlex.quote(input.sender[0])}" if input.sender else ""
         ),
+        generalise=get_generalise_args,
     message:
         "Encrypting {wildcards.use_case}/{wildcards.center} for the EGA"
     shell:
@@ -63,6 +68,7 @@ rule encrypt:
         + "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
         " --out-dir {output.encrypted:q} --manifest {output.manifest:q} --use-case {wildcards.use_case:q}"
         " --center {wildcards.center:q} --fhir-summary {input.summary:q} {params.recipients} {params.sender} --threads {threads}"
+        " {params.generalise} --generalised {output.generalised:q}"
 
 
 rule manifest:

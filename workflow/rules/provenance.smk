@@ -14,6 +14,7 @@ rule ro_crate:
     input:
         final=get_final_outputs(),
         privacy=get_privacy_reports(),
+        generalised=get_generalisation_records(),
         ontologies=ontology_tables(),
     output:
         f"{RESULTS}/ro-crate/ro-crate-metadata.json",

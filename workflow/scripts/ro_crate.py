@@ -19,5 +19,6 @@ run(
         dict(sm.config),
         centers,
         Path(sm.input.ontologies[0]).parent,
+        [Path(f) for f in sm.input.generalised],
     ),
 )

@@ -18,8 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
+
+from ..dictionary.compiled import CompiledDictionary
 from ..errors import ConfigError, InputDataError
 from ..io_utils import clean_stale, temp_path, write_private
+from ..privacy.generalise import ROUND_TRIP, BundleGeneraliser, describe, load_plan
 from .c4gh import Encryptor, Engine, Sums
 from .keys import fingerprint, load_private_key, load_recipients, public_from_private, quiet_crypt4gh
 from .manifest import format_manifest
@@ -92,6 +96,8 @@ def stage_encrypt(
     threads: int = 1,
     index: str | Path | None = None,
     fhir_summary: str | Path | None = None,
+    generalise: tuple[str | Path, str | Path] | None = None,
+    generalised_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Encrypt a center's bundles and NDJSON into ``out_dir`` for every recipient; write the center's manifest.
 
@@ -109,7 +115,10 @@ def stage_encrypt(
     see :mod:`oncofhir.deposit.c4gh`. ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret
     fingerprint every manifest row records (empty without it), and its bundle count must match. ``threads`` > 1
     encrypts files concurrently: hashing and file system calls release the GIL, so a second thread nearly halves
-    the time on two cores.
+    the time on two cores. ``generalise`` (the compiled dictionary and the use case's privacy report) applies the
+    report's generalisation plan to every bundle read from the NDJSON, in memory, before it is encrypted (the
+    center's encrypted NDJSON is the generalised lines); ``generalised_out`` receives the per-rule counts of what
+    changed (no value, no record id), written even when the use case has no rule.
     """
     quiet_crypt4gh()
     clean_stale(out_dir, manifest_out)  # what a killed run of this job left
@@ -156,6 +165,13 @@ def stage_encrypt(
                 path=str(fhir_summary),
             )
 
+    plan = load_plan(*generalise) if generalise is not None else None
+    if plan is not None and bundle_dir is not None:
+        raise TypeError("generalisation reads the bundles from the NDJSON (bundle_dir=None)")
+    generalising = plan is not None and bool(plan[1])
+    generalisers: list[BundleGeneraliser] = []
+    out_lines: list[bytes] = [b""] * (len(names) + 1)
+
     started = time.perf_counter()
     staging = temp_path(out_dir)
     shutil.rmtree(staging, ignore_errors=True)
@@ -169,13 +185,19 @@ def stage_encrypt(
     else:
         jobs += [("", dest_dir + name + C4GH_SUFFIX) for name in names]
     sums: list[Sums | None] = [None] * len(jobs)
-    next_job = iter(range(len(jobs)))
+    # generalising, the NDJSON is encrypted last, from the generalised lines (kept in memory, never on disk)
+    next_job = iter(range(1 if generalising else 0, len(jobs)))
     lock, failed = threading.Lock(), threading.Event()
     reader = open(ndjson_path, "rb") if bundle_dir is None else None  # noqa: SIM115 (closed in finally)
 
     def worker() -> None:
         """Take jobs one at a time from the shared queue (one future per thread, not per file: ~15 us each)."""
         encryptor = Encryptor(secret, pubkeys, engine=engine)  # one per thread: it reuses its buffers
+        generaliser = None
+        if generalising and plan is not None:
+            generaliser = BundleGeneraliser(plan[0], plan[1])  # one per thread: its counters are summed at the end
+            with lock:
+                generalisers.append(generaliser)
         while not failed.is_set():
             with lock:  # jobs, and NDJSON lines, are handed out in order
                 index = next(next_job, None)
@@ -186,6 +208,9 @@ def stage_encrypt(
                 if line is None:
                     sums[index] = _encrypt_file(encryptor, *jobs[index])
                 else:
+                    if generaliser is not None:
+                        line = _generalise_line(generaliser, line)
+                        out_lines[index] = line
                     sums[index] = _encrypt_line(encryptor, line, jobs[index][1])
             except BaseException:
                 failed.set()  # the other threads stop at their next file
@@ -198,6 +223,13 @@ def stage_encrypt(
                     future.result()
         else:
             worker()
+        if generalising:
+            fd_out = os.open(jobs[0][1], _FLAGS, C4GH_MODE)
+            try:
+                sums[0] = Encryptor(secret, pubkeys, engine=engine).encrypt_bytes(b"".join(out_lines), fd_out)
+            finally:
+                os.close(fd_out)
+            out_lines.clear()
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.rename(staging, out_dir)
@@ -215,6 +247,8 @@ def stage_encrypt(
     Path(manifest_out).parent.mkdir(parents=True, exist_ok=True)
     write_private(manifest_out, format_manifest(rows))
     seconds = time.perf_counter() - started
+    if generalised_out is not None:
+        write_private(generalised_out, _round_trip(use_case, center, plan, generalisers, len(names)))
     return {
         "use_case": use_case,
         "center": center,
@@ -239,6 +273,39 @@ def _encrypt_line(encryptor: Encryptor, line: bytes, dest: str) -> Sums:
         return encryptor.encrypt_bytes(data, fd_out)
     finally:
         os.close(fd_out)
+
+
+def _generalise_line(generaliser: BundleGeneraliser, line: bytes) -> bytes:
+    """One NDJSON line generalised (its own bytes when nothing changed), newline kept."""
+    data = line[:-1] if line.endswith(b"\n") else line
+    try:
+        bundle = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InputDataError(f"an NDJSON line is not JSON ({exc}): rerun the FHIR stage") from None
+    if not generaliser.apply(bundle):
+        return data + b"\n"
+    return orjson.dumps(bundle) + b"\n"
+
+
+def _round_trip(
+    use_case: str,
+    center: str,
+    plan: tuple[CompiledDictionary, list[dict[str, Any]]] | None,
+    generalisers: list[BundleGeneraliser],
+    bundles: int,
+) -> bytes:
+    """The center's generalisation counts per rule (values in, generalised, unchanged): counts only."""
+    rules = plan[1] if plan is not None else []
+    counts = []
+    for rule in rules:
+        total = dict.fromkeys(ROUND_TRIP, 0)
+        for g in generalisers:
+            for name in ROUND_TRIP:
+                total[name] += g.counts[rule["variable"]][name]
+        definition = {k: rule[k] for k in ("variable", "bands", "group_rare_below", "into") if k in rule}
+        counts.append({"variable": rule["variable"], "rule": describe(rule), "definition": definition, **total})
+    doc = {"use_case": use_case, "center": center, "bundles": bundles, "rules": counts}
+    return (json.dumps(doc, indent=1) + "\n").encode("utf-8")
 
 
 def _index_keys(index: Path) -> list[str]:

@@ -21,6 +21,7 @@ from ..ontology import Ontology
 from ..terminology import CHECKS, icdo3_morphology_ok
 from . import schema_errors
 from .compiled import CompiledDictionary, Field
+from .generalise import check_and_mark
 from .redcap import DATA_TYPES, RedcapField, read_redcap_dictionary
 
 NUMERIC = {"integer", "number", "number_1dp", "number_2dp"}
@@ -369,6 +370,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
                     f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping"
                 )
     problems += _privacy_problems(mapping.get("privacy") or {}, fields)
+    problems += check_and_mark(mapping.get("privacy") or {}, compiled_resources, fields, comp.concept)
     data_fields = {f.name for f in fields_list if f.type in DATA_TYPES and f.type != "calc"}
     for name in sorted(data_fields - comp.used):
         problems.append(f"variable '{name}' feeds no resource: its data would be lost")

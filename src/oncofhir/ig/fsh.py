@@ -159,8 +159,8 @@ class _Writer:
                 if "performed" in el:
                     body.append("* performed[x] only Period")
             elif rtype == "Condition":
-                if "onsetAge" in el:
-                    body.append("* onset[x] only Age")
+                if "onsetAge" in el:  # a band (privacy.generalise) makes the deposit copy's age a Range
+                    body.append("* onset[x] only Age" + (" or Range" if el["onsetAge"].get("bands") else ""))
                     body += self.quantity_unit("onsetAge", el["onsetAge"])
                 for k, src in enumerate(el.get("evidence", []), start=1):
                     vs = self.valueset(sid, f"evidence{k}", src.get("variable"), list(_concepts(src)))
@@ -193,7 +193,7 @@ class _Writer:
         if value is not None:
             kind = value["kind"]
             if kind == "quantity":
-                out.append("* value[x] only Quantity")
+                out.append("* value[x] only Quantity" + (" or Range" if value.get("bands") else ""))
                 out += self.quantity_unit("valueQuantity", value)
             elif kind == "fixed":
                 out += ["* value[x] only CodeableConcept", f"* valueCodeableConcept = {self._fixed(value)}"]
@@ -231,7 +231,8 @@ class _Writer:
                 c = comp["code"]
                 out.append(f"* component[{n}].code = {self.code(c['system'], c['code'], c.get('display'))}")
                 if "quantity" in comp:
-                    out.append(f"* component[{n}].value[x] only Quantity")
+                    banded = " or Range" if comp["quantity"].get("bands") else ""
+                    out.append(f"* component[{n}].value[x] only Quantity{banded}")
                     out += self.quantity_unit(f"component[{n}].valueQuantity", comp["quantity"])
                 else:
                     vs = self.valueset(sid, f"component_{n}", None, [_triple(v) for v in comp["values"]])
@@ -545,6 +546,8 @@ def _concepts(src: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     for entry in (src.get("map") or {}).values():
         if isinstance(entry, dict) and entry.get("coding"):
             yield _triple(entry["coding"])
+    if (src.get("group_rare") or {}).get("into"):  # the concept rare codes become in the deposit copy
+        yield _triple(src["group_rare"]["into"])
 
 
 def _triple(c: dict[str, Any]) -> tuple[str, str, str]:

@@ -44,7 +44,9 @@ def privacy_section(paths: list[str | Path]) -> Markup:
     for path in paths:
         r = json.loads(Path(path).read_text(encoding="utf-8"))
         release = r["release"]
-        status = "blocked" if release["blocked"] else ("meets k" if r.get("meets_k") else "below k")
+        after = r.get("after_generalisation") or {}
+        meets = after.get("meets_k", r.get("meets_k"))
+        status = "blocked" if release["blocked"] else ("meets k" if meets else "below k")
         if not r["assessed"]:
             status = "blocked (not assessed)" if release["blocked"] else "not assessed"
         rows.append(
@@ -56,8 +58,12 @@ def privacy_section(paths: list[str | Path]) -> Markup:
                 "k_required": r["k_required"],
                 "l": _v(r.get("l")),
                 "records_below_k": _v(r.get("records_below_k")),
+                "rules": "; ".join((r.get("generalisation") or {}).get("rules", [])) or "none",
+                "k_after": _v(after.get("k")),
+                "l_after": _v(after.get("l")),
+                "below_after": _v(after.get("records_below_k")),
                 "status": status,
-                "bad": release["blocked"] or not r.get("meets_k", False),
+                "bad": release["blocked"] or not meets,
                 "suggestion": _suggestion(r),
             }
         )

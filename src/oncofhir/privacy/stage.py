@@ -18,7 +18,17 @@ from ..errors import ConfigError, InputDataError
 from ..io_utils import write_private
 from ..tsv import write_tsv
 from .counts import Key, attributes, read_counts
+from .generalise import describe, key_transform, make_plan
 from .risk import assess, classes
+
+
+def _project(counts: Counter[Key], transform: Any) -> Counter[Key]:
+    """The counts with every key generalised (classes merge)."""
+    out: Counter[Key] = Counter()
+    for key, n in counts.items():
+        out[transform(key)] += n
+    return out
+
 
 ACTIONS = ("report", "block")
 NUMERIC = {"integer", "number", "number_1dp", "number_2dp"}  # as the compiler's numeric validations
@@ -27,13 +37,16 @@ NUMERIC = {"integer", "number", "number_1dp", "number_2dp"}  # as the compiler's
 def _decision(result: dict[str, Any], use_case: str, action: str) -> dict[str, Any]:
     """Whether the use case may be encrypted, and the message saying why not."""
     k = result["k_required"]
+    # what the receiver gets decides: the measures after generalisation when the use case generalises
+    measured = {**result, **result.get("after_generalisation", {})}
+    after = " after generalisation" if "after_generalisation" in result else ""
     if not result["assessed"]:
         problem = f"use case {use_case}: no quasi_identifiers declared under privacy in its mapping.yaml"
-    elif not result["meets_k"]:
+    elif not measured["meets_k"]:
         problem = (
-            f"use case {use_case}: k-anonymity is {result['k']}, below privacy.k = {k}: "
-            f"{result['records_below_k']} of {result['records']} record(s) are in {result['classes_below_k']} "
-            f"class(es) smaller than {k} over {', '.join(result['quasi_identifiers'])}"
+            f"use case {use_case}: k-anonymity{after} is {measured['k']}, below privacy.k = {k}: "
+            f"{measured['records_below_k']} of {measured['records']} record(s) are in "
+            f"{measured['classes_below_k']} class(es) smaller than {k} over {', '.join(result['quasi_identifiers'])}"
         )
     else:
         problem = ""
@@ -63,6 +76,15 @@ def stage_privacy(
     if qis:
         numeric = {qi for qi in qis if qi in dd.fields and dd.fields[qi].validation in NUMERIC}
         result = {"use_case": dd.use_case, "assessed": True, **assess(total, qis, sensitive, k, numeric)}
+        plan = make_plan(dd, total, qis)
+        result["generalisation"] = {"rules": [describe(rule) for rule in plan], "plan": plan}
+        if plan:
+            after = assess(_project(total, key_transform(plan, qis)), qis, sensitive, k, set())
+            result["after_generalisation"] = {
+                name: after[name]
+                for name in ("records", "classes", "k", "l", "records_below_k", "classes_below_k", "meets_k")
+            }
+            result["after_generalisation"]["smallest_classes"] = after["smallest_classes"]
     else:
         result = {"use_case": dd.use_case, "assessed": False, "k_required": k, "records": sum(total.values())}
     result["release"] = _decision(result, dd.use_case, action)
@@ -71,9 +93,17 @@ def stage_privacy(
     write_tsv(tsv_out, [*qis, "records", "sensitive_values", "below_k"], _classes_rows(total, qis, sensitive, k))
     if not qis:
         return f"{dd.use_case}: not assessed (no quasi-identifiers declared)"
+    after = result.get("after_generalisation")
     return (
         f"{dd.use_case}: {result['records']} records, {result['classes']} classes, k={result['k']}, l={result['l']}, "
-        f"{result['records_below_k']} record(s) below k={k}" + (", BLOCKED" if result["release"]["blocked"] else "")
+        f"{result['records_below_k']} record(s) below k={k}"
+        + (
+            f"; after generalisation {after['classes']} classes, k={after['k']}, l={after['l']}, "
+            f"{after['records_below_k']} record(s) below k"
+            if after
+            else ""
+        )
+        + (", BLOCKED" if result["release"]["blocked"] else "")
     )
 
 

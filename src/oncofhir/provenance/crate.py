@@ -214,8 +214,12 @@ def build_crate(
     config: dict[str, Any],
     centers: dict[str, set[str]],
     ontologies: Path,
+    generalised: list[Path] | None = None,
 ) -> dict[str, int]:
-    """Write ``out_dir``/ro-crate-metadata.json (and the workflow files beside it); returns counts for the log."""
+    """Write ``out_dir``/ro-crate-metadata.json (and the workflow files beside it); returns counts for the log.
+
+    ``generalised``: each center's counts of what generalisation changed in its deposit copy (the encrypt
+    stage's ``privacy/<use case>/<center>.generalised.json``), recorded per rule and center."""
     from rocrate.model.contextentity import ContextEntity
 
     results = results.resolve()
@@ -427,12 +431,56 @@ def build_crate(
     )
     for part in [*results_list, config_file]:
         root.append_to("hasPart", part)
+    for entity in _generalisation(crate, generalised or []):
+        root.append_to("mentions", entity)
     crate.metadata.extra_terms = {"sha256": "http://schema.org/sha256"}  # not a term of the RO-Crate 1.1 context
     out_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # "No source for ...": the results files are described, not copied
         warnings.simplefilter("ignore", UserWarning)
         crate.write(out_dir)
     return {"steps": len(runs), "deposit_files": len(deposit), "entities": len(crate.get_entities())}
+
+
+def _generalisation(crate: Any, records: list[Path]) -> list[Any]:
+    """One entity per (use case, rule): the rule itself and, per center, values in / generalised / unchanged (the
+    round trip of the deposit copy). Counts and rule definitions only: never a value, a code found rare, or an id."""
+    from rocrate.model.contextentity import ContextEntity
+
+    rules: dict[tuple[str, str], Any] = {}
+    for path in sorted(records):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        uc, center = doc["use_case"], doc["center"]
+        for rule in doc["rules"]:
+            key = (uc, rule["variable"])
+            if key not in rules:
+                definition = rule["definition"]
+                rules[key] = crate.add(
+                    ContextEntity(
+                        crate,
+                        f"#generalisation-{uc}-{rule['variable']}",
+                        properties={
+                            "@type": "CreativeWork",
+                            "name": f"generalisation of use case {uc}: {rule['rule']}",
+                            "description": "Applied to the encrypted deposit copy only; rule (mapping.yaml "
+                            "privacy.generalise): " + json.dumps(definition, sort_keys=True),
+                        },
+                    )
+                )
+            for measure in ("values", "generalised", "unchanged"):
+                value = crate.add(
+                    ContextEntity(
+                        crate,
+                        f"#generalisation-{uc}-{rule['variable']}-{center}-{measure}",
+                        properties={
+                            "@type": "PropertyValue",
+                            "name": f"{uc}/{center} {rule['variable']}: {measure}",
+                            "propertyID": measure,
+                            "value": str(rule[measure]),
+                        },
+                    )
+                )
+                rules[key].append_to("additionalProperty", value)
+    return list(rules.values())
 
 
 def _one_or_list(entities: list[Any]) -> Any:

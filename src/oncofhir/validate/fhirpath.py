@@ -19,7 +19,8 @@ One R4B expression cannot be evaluated as written: ``dom-3`` applies ``as(canoni
 to ``descendants()``, a collection, and FHIRPath defines ``as`` on a single item only (fhirpathpy, following the
 specification, raises "Expected singleton on left side of 'as'"; the HL7 Java engine filters instead). R5 fixed the
 expression by writing ``ofType()``; :data:`REWRITES` applies that fix, so dom-3 is evaluated, not skipped. The bug is
-the R4B expression's, not fhirpathpy's.
+the R4B expression's, not fhirpathpy's. ``rng-2`` (a Range's low <= high) compares Quantities, which fhirpathpy cannot
+do on JSON input: it is rewritten to compare the values of bounds in the same unit (bounds in different units fail).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ REWRITES = {
         (".as(url)", ".ofType(url)"),
         ("where(as(canonical) = '#')", "where(ofType(canonical) = '#')"),
         ("where(as(uri) = '#')", "where(ofType(uri) = '#')"),
-    )
+    ),
+    # fhirpathpy compares no Quantity read from JSON ("'<=' not supported between 'dict' and 'dict'"): a Range's
+    # bounds are compared by value when they share the unit; bounds in different units are reported (stricter than
+    # FHIRPath's unit conversion; the ranges oncofhir writes, age bands of the deposit copy, share their unit)
+    "rng-2": (("(low <= high)", "(low.system = high.system and low.code = high.code and low.value <= high.value)"),),
 }
 
 

@@ -32,9 +32,9 @@ ELEMENT_KEYS = {
     "clinicalStatus": ("clinicalStatus",),
     "verificationStatus": ("verificationStatus",),
     "medication": ("medicationCodeableConcept",),
-    "value": ("valueCodeableConcept", "valueQuantity", "dataAbsentReason", "component", "note"),
+    "value": ("valueCodeableConcept", "valueQuantity", "valueRange", "dataAbsentReason", "component", "note"),
     "components": ("component",),
-    "onsetAge": ("onsetAge",),
+    "onsetAge": ("onsetAge", "onsetRange"),
     "evidence": ("evidence",),
     "dosage": ("dosage",),
     "effective": ("effectivePeriod",),
@@ -323,10 +323,16 @@ def _found_codings(node: Any, loc: str) -> Iterator[tuple[str, str, str]]:
             yield from _found_codings(item, f"{loc}[{i}]")
 
 
+#: JSON properties only a generalised deposit copy has: a band (privacy.generalise ``bands``) turns a quantity into
+#: a Range (oncofhir.privacy.generalise).
+_BANDED = {"valueRange", "onsetRange"}
+
+
 def _keys(res: dict[str, Any]) -> frozenset[str]:
     keys = set(BASE_KEYS.get(res["type"], {"resourceType", "id"}))
-    for element in res["elements"]:
-        keys.update(ELEMENT_KEYS.get(element, (element,)))
+    for element, src in res["elements"].items():
+        banded = isinstance(src, dict) and bool(src.get("bands"))
+        keys.update(k for k in ELEMENT_KEYS.get(element, (element,)) if banded or k not in _BANDED)
     if res["type"] == "MedicationAdministration":
         keys.add("dosage")
     return frozenset(keys)

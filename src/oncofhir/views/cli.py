@@ -60,8 +60,13 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         roundtrip_tsv=args.roundtrip_tsv,
     )
     if args.encrypt_dir:
-        from .deposit import encrypt_tables
+        from .deposit import encrypt_tables, generalised_tables
 
+        generalised = None
+        if args.privacy:  # the deposit copy of a use case with generalisation rules (docs/provenance.md)
+            generalised, out["generalised"] = generalised_tables(
+                args.dictionary, args.privacy, args.views_dir, args.ndjson, args.center
+            )
         out["deposit"] = encrypt_tables(
             args.out_dir,
             args.encrypt_dir,
@@ -71,6 +76,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
             recipients=args.recipient,
             sender_key=args.sender_key,
             fhir_summary=args.fhir_summary,
+            generalised=generalised,
         )
     print(json.dumps(out, sort_keys=True))
     rt = out.get("roundtrip")
@@ -133,6 +139,11 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("--manifest", help="with --encrypt-dir: the center's table manifest (TSV)")
     tb.add_argument("--recipient", action="append", help="with --encrypt-dir: recipient public key (repeat)")
     tb.add_argument("--sender-key", help="with --encrypt-dir: sender private key (ONCOFHIR_C4GH_PASSPHRASE)")
+    tb.add_argument(
+        "--privacy",
+        help="with --encrypt-dir: the use case's privacy report; the encrypted tables are built from the bundles "
+        "generalised by its plan (the local tables keep the exact values)",
+    )
     tb.add_argument(
         "--fhir-summary",
         help="with --encrypt-dir: the FHIR stage's summary.json, whose secret fingerprint goes into the manifest",

@@ -40,8 +40,12 @@ def encrypt_tables(
     recipients: Sequence[str],
     sender_key: str | None = None,
     fhir_summary: str | Path | None = None,
+    generalised: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Encrypt every ``*.parquet`` of a center's table folder into ``out_dir`` (``<root>/tables/<uc>/<center>``).
+
+    ``generalised`` (:func:`generalised_tables`: file name -> Parquet bytes, one per file of the folder) is encrypted
+    instead of the folder's files: the deposit copy of a use case with generalisation rules, never on disk in clear.
 
     ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret fingerprint every manifest row records, as
     :func:`oncofhir.deposit.encrypt.stage_encrypt` does for the bundles: ``merge`` and ``verify`` refuse a deposit
@@ -57,6 +61,10 @@ def encrypt_tables(
     sources = sorted(p for p in Path(tables_dir).glob(f"*{PARQUET}") if not p.name.startswith("."))
     if not sources:
         raise InputDataError("no Parquet table to encrypt", path=str(tables_dir))
+    if generalised is not None and sorted(generalised) != [p.name for p in sources]:
+        raise InputDataError(
+            f"the generalised tables {sorted(generalised)} are not the folder's tables", path=str(tables_dir)
+        )
     names = [f"{use_case}.{center}.{p.name}{C4GH_SUFFIX}" for p in sources]
     bad = [f"{n!r} {why}" for n in names if (why := ega_name_problem(n))]
     if bad:
@@ -70,6 +78,14 @@ def encrypt_tables(
     prefix = f"{TABLES}/{use_case}/{center}/"
     try:
         for src, name in zip(sources, names, strict=True):
+            if generalised is not None:
+                fd_out = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    sums = encryptor.encrypt_bytes(generalised[src.name], fd_out)
+                finally:
+                    os.close(fd_out)
+                rows.append((use_case, center, "", prefix + name, *map(str, sums), secret_fp))
+                continue
             fd_in = os.open(src, os.O_RDONLY)
             try:
                 fd_out = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -93,6 +109,37 @@ def encrypt_tables(
         "files": len(rows),
         "recipients": [fingerprint(pk) for pk in pubkeys],
     }
+
+
+def generalised_tables(
+    dictionary: str | Path, privacy_json: str | Path, views_dir: str | Path, ndjson: str | Path, center: str
+) -> tuple[dict[str, bytes] | None, dict[str, dict[str, int]]]:
+    """The deposit copy of a center's tables when its use case has generalisation rules: the views run over the
+    bundles generalised by the privacy report's plan (oncofhir.privacy.generalise), each Parquet file built in
+    memory (file name -> bytes); None without a rule. Also the per-rule counts of what changed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..privacy.generalise import BundleGeneraliser, load_plan
+    from .tables import load_views, read_ndjson, run_views, to_table
+
+    dd, plan = load_plan(dictionary, privacy_json)
+    if not plan:
+        return None, {}
+    generaliser = BundleGeneraliser(dd, plan)
+
+    def bundles() -> Any:
+        for number, bundle in read_ndjson(ndjson):
+            generaliser.apply(bundle)
+            yield number, bundle
+
+    views = load_views(views_dir)
+    out = {}
+    for view, rows in zip(views, run_views(views, bundles(), str(ndjson)), strict=True):
+        sink = pa.BufferOutputStream()
+        pq.write_table(to_table(view, rows, center), sink, compression="zstd")
+        out[f"{view.name}{PARQUET}"] = sink.getvalue().to_pybytes()
+    return out, generaliser.counts
 
 
 def _secret_fingerprint(fhir_summary: str | Path | None) -> str:

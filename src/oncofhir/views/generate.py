@@ -63,6 +63,13 @@ def binding_columns(b: Binding, label: str) -> list[dict[str, Any]]:
     elif b.kind == "quantity":
         unit = f" ({b.unit['code']})" if b.unit else ""
         cols = [_col(v, f"{e}.value", "decimal", label + unit), _col(f"{v}_unit", f"{e}.code", "code")]
+        if b.source.get("bands"):  # privacy.generalise: the deposit copy holds a band (a Range) instead
+            band = _range_path(e)
+            about = f"{label}{unit}: lowest value of its {b.source['bands']}-unit band (generalised deposit copy)"
+            cols += [
+                _col(f"{v}_band_low", f"{band}.low.value", "decimal", about),
+                _col(f"{v}_band_high", f"{band}.high.value", "decimal", about.replace("lowest", "highest")),
+            ]
     elif b.kind == "unit":
         return [_col(v, f"{e}.code", "code", label), _col(f"{v}_display", f"{e}.unit", "string")]
     elif b.kind == "period":
@@ -178,13 +185,49 @@ LONG_VIEWS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 }
 
 
+def _range_path(element: str) -> str:
+    """The path of a banded quantity's Range in a generalised deposit copy: ``onset.ofType(Age)`` ->
+    ``onset.ofType(Range)``."""
+    for typed in (".ofType(Age)", ".ofType(Quantity)"):
+        if element.endswith(typed):
+            return element[: -len(typed)] + ".ofType(Range)"
+    raise ValueError(f"no Range in place of {element}")  # the compiler bands only these (dictionary/generalise.py)
+
+
+#: Long-view columns of a type whose quantities a generalisation rule bands (the deposit copy's Ranges).
+RANGE_COLUMNS = {
+    "Observation": [
+        _col("value_range_low", "value.ofType(Range).low.value", "decimal"),
+        _col("value_range_high", "value.ofType(Range).high.value", "decimal"),
+    ],
+    "Condition": [
+        _col("onset_range_low", "onset.ofType(Range).low.value", "decimal"),
+        _col("onset_range_high", "onset.ofType(Range).high.value", "decimal"),
+    ],
+}
+
+
+def _banded_types(dd: CompiledDictionary) -> set[str]:
+    """Resource types with a top-level quantity a generalisation rule bands (mapping.yaml privacy.generalise)."""
+    return {
+        r["type"]
+        for r in dd.resources
+        for key in ("value", "onsetAge")
+        if isinstance(r["elements"].get(key), dict) and r["elements"][key].get("bands")
+    }
+
+
 def long_views(dd: CompiledDictionary) -> list[dict[str, Any]]:
-    """One long view per resource type the dictionary writes (of those in :data:`LONG_VIEWS`)."""
+    """One long view per resource type the dictionary writes (of those in :data:`LONG_VIEWS`); a type whose
+    quantities are banded for the deposit also gets the Range's bounds (:data:`RANGE_COLUMNS`)."""
     types = {r["type"] for r in dd.resources}
+    banded = _banded_types(dd)
     views = []
     for rtype, (suffix, columns) in LONG_VIEWS.items():
         if rtype not in types:
             continue
+        if rtype in banded:
+            columns = [*columns, *RANGE_COLUMNS[rtype]]
         views.append(
             {
                 "resourceType": "ViewDefinition",
