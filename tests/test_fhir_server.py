@@ -325,6 +325,15 @@ def test_a_named_token_variable_that_is_unset_is_a_usage_error(two_centers: list
     assert "NO_SUCH_VAR_X" in capsys.readouterr().err
 
 
+def test_a_file_not_named_use_case_slash_center_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "a b" / "c.ndjson"
+    path.parent.mkdir()
+    path.write_text("{}\n", encoding="utf-8")
+    assert main(["load", str(path), "--server", "http://127.0.0.1:9/fhir", "--report-dir", str(tmp_path)]) == 2
+    assert "expected <use case>/<center>.ndjson" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.json"))
+
+
 @pytest.mark.parametrize("url", ["ftp://host/fhir", "http://user:pw@host/fhir", "http://host/fhir?x=1", "nonsense"])
 def test_a_bad_server_url_is_a_usage_error(url: str, two_centers: list[str], capsys) -> None:
     assert main(["load", *two_centers, "--server", url]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import orjson
 
 from ..errors import ConfigError
 
+#: A use case or center name, as the report's path takes it (the centers sheet allows no other).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: Defaults shared by the CLI and the workflow's ``fhir_server`` config (config/config.yaml).
 DEFAULT_BATCH = 20
 DEFAULT_IN_FLIGHT = 2
@@ -72,6 +75,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     for ndjson in args.ndjson:
         path = Path(ndjson)
         use_case, center = path.parent.name, path.name.removesuffix(".ndjson")
+        if not (_NAME.match(use_case) and _NAME.match(center) and path.name.endswith(".ndjson")):
+            raise ConfigError(
+                f"{ndjson}: expected <use case>/<center>.ndjson (letters, digits, . _ -), as in results/fhir"
+            )
         report = load_center(
             path, use_case, center, client, _searches(use_case, args), batch=args.batch, in_flight=args.in_flight
         )
