@@ -38,6 +38,7 @@ def reference(dd, rows):
         out.setdefault(f"{name}.{kind}", []).append(NOT_APPLICABLE if not applicable else PASS if passed else FAIL)
 
     for rec in rows:
+        usable = {}  # shown, not blank, of its type and one of its codes: what a mapping rule reads
         for f in dd.fields.values():
             if f.type == "descriptive":
                 continue
@@ -71,8 +72,10 @@ def reference(dd, rows):
             else:
                 ok = True
             put(f.name, "datatype", present, ok)
+            listed = all(c in f.choices for c in codes) if f.choices else True
             if f.choices:
-                put(f.name, "permissible", present, all(c in f.choices for c in codes))
+                put(f.name, "permissible", present, listed)
+            usable[f.name] = present and ok and listed
             if (f.min or f.max) and f.datatype in {"integer", "number"}:
                 x = _number(v)
                 lo, hi = _number(f.min), _number(f.max)
@@ -80,6 +83,12 @@ def reference(dd, rows):
                 put(f.name, "range", present and x is not None, inside)
             if f.branching:
                 put(f.name, "branching", not visible, blank)
+        for rule in dd.rules:  # docs/qc.md, "Rules from the mapping" (the dictionaries have condition rules only)
+            applies = (not rule.when or parse(rule.when).evaluate_record(rec)) and (
+                rule.if_blank == "evaluate" or all(usable[v] for v in rule.variables)
+            )
+            status = NOT_APPLICABLE if not applies else PASS if parse(rule.assert_).evaluate_record(rec) else FAIL
+            out.setdefault(rule.id, []).append(status)
     return out
 
 

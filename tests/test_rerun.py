@@ -38,7 +38,11 @@ class Plan:
 
 def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     """Run (or, with -n, plan) the workflow on ``config``; the jobs it schedules."""
-    code, jobs, output = record_jobs(["--configfile", str(config), *args], cwd=REPO, env=workflow_env(REAL_SECRET))
+    code, jobs, output = record_jobs(
+        ["--configfile", str(config), *args],
+        cwd=REPO,
+        env=workflow_env(REAL_SECRET, ONCOFHIR_COHORT_PASSPHRASE=""),  # the cohort key has no passphrase
+    )
     assert code == 0, output[-3000:]
     return Plan(jobs, output)
 
@@ -66,7 +70,9 @@ class Consortium:
         config = self.root / f"{name}.yaml"
         config.write_text(
             f"centers: {sheet}\nresults: {self.root / 'results'}\n"
-            f"deposit: {{demo_keys: false, recipients: [{self.root / 'keys' / 'ega.pub'}]}}\n",  # real exports
+            f"deposit: {{demo_keys: false, recipients: [{self.root / 'keys' / 'ega.pub'}]}}\n"  # real exports
+            # the local cohort database, built from the deposit with a recipient's key (docs/tables.md)
+            f"tables: {{cohort: {{sk: {self.root / 'keys' / 'ega.sec'}}}}}\n",
             encoding="utf-8",
         )
         return config
@@ -131,6 +137,10 @@ def test_a_changed_export_reruns_only_its_center(consortium: Consortium, tmp_pat
         plan = dry_run(tmp_path, consortium.config)
         assert_only(plan, consortium, "uc3", "site_b")
         assert ("fhir", "uc3", "site_b") in plan.jobs
+        # the use case's pool step (it needs every center) reruns; site_a's QC and the other use case's pool do not
+        assert ("qc", "uc3", "site_b") in plan.jobs and ("qc_pool", "uc3", "") in plan.jobs
+        assert ("qc", "uc3", "site_a") not in plan.jobs and ("qc_pool", "uc1", "") not in plan.jobs
+        assert ("cohort_db", "", "") in plan.jobs  # from the encrypted tables: no other center's tables remade
     finally:
         export.write_bytes(original)  # same content, newer time stamp: nothing to do again (as when touched)
 

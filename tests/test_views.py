@@ -192,6 +192,81 @@ def test_tables_are_deposited_verified_and_rebuilt(demo: Path, tmp_path: Path) -
         decrypt_tables([ega / "tables"], tmp_path / "outsider.sec", tmp_path / "other")
 
 
+def test_the_cohort_database_is_built_from_the_deposit_with_the_rows_inside(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The workflow's cohort.duckdb under deposit.temp_plaintext: every center's encrypted tables, decrypted in
+    memory, as tables holding the same rows as the Parquet files (no decrypted file on disk), 0600 in 0700."""
+    from oncofhir.deposit.keys import generate_demo_keys
+    from oncofhir.views.deposit import encrypt_tables
+
+    keys = generate_demo_keys(tmp_path / "keys")
+    ega = tmp_path / "ega"
+    originals = {}
+    for export in sorted((demo / "uc1").glob("*.csv")):
+        center = export.stem
+        out = _convert(tmp_path / center, "uc1", export)
+        _tables(out, center=center)
+        encrypt_tables(
+            out / "tables" / center,
+            ega / "tables" / "uc1" / center,
+            ega / "tables" / "uc1" / f"{center}.manifest.tsv",
+            use_case="uc1",
+            center=center,
+            recipients=[str(keys["ega"][0]), str(keys["consortium"][0])],
+        )
+        originals[center] = pq.read_table(out / "tables" / center / "uc1_patients.parquet")
+    assert len(originals) == 2
+    results = tmp_path / "results"
+    results.mkdir(mode=0o755)
+    db = results / "tables" / "cohort.duckdb"
+    folders = [str(ega / "tables" / "uc1" / c) for c in sorted(originals)]
+    assert main(["cohort", "--from-deposit", *folders, "--sk", str(keys["consortium"][1]), "--out", str(db)]) == 0
+    assert capsys.readouterr().out == f"{db}: 3 table(s) with the rows of 6 decrypted table file(s)\n"
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
+    assert sorted(p.name for p in db.parent.iterdir()) == ["cohort.duckdb"]  # no decrypted Parquet, no temp file
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+        rows = con.execute("SELECT * FROM uc1_patients").fetchall()
+    finally:
+        con.close()
+    assert set(kinds.values()) == {"BASE TABLE"} and "uc1_patients" in kinds  # rows inside, not views
+    import pyarrow as pa
+
+    expected = pa.concat_tables([originals[c] for c in sorted(originals)])
+    assert rows == [tuple(row.values()) for row in expected.to_pylist()]
+    assert query(db, "SELECT count(*) FROM uc1_patients")[1] == [(expected.num_rows,)]
+    # `oncofhir query ... | head -1`: the reader going away early is no error
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oncofhir", "query", "--db", str(db), "SELECT * FROM range(300000)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline() == b"range\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
+
+
+def test_the_cohort_key_must_be_a_recipients(tmp_path: Path) -> None:
+    from oncofhir.deposit.keys import generate_keypair
+    from oncofhir.errors import ConfigError
+    from oncofhir.views.cohort_key import check_cohort_key
+
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    generate_keypair(tmp_path / "other.sec", tmp_path / "other.pub")
+    check_cohort_key(tmp_path / "ega.sec", [str(tmp_path / "ega.pub")])
+    with pytest.raises(ConfigError, match=r"other\.sec: tables\.cohort\.sk: this private key belongs to none of"):
+        check_cohort_key(tmp_path / "other.sec", [str(tmp_path / "ega.pub")])
+
+
 def test_missing_bundles_is_one_line_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dd = compile_dictionary(DICTIONARIES / "uc1", ONTOLOGIES)
     compiled = tmp_path / "uc1.json"

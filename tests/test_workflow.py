@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, workflow_env
+from helpers import REPO, record_jobs, workflow_env
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -114,7 +115,8 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
         f"tables/tst/site_1/tst.site_1.{view}.parquet.c4gh" for view in views
     ]
     assert "tst_patients" in views
-    assert summary[1].split("\t")[-1].startswith("100% (")  # the round trip
+    roundtrip = summary[0].split("\t").index("roundtrip")  # not the last column since main added "refused"
+    assert summary[1].split("\t")[roundtrip].startswith("100% (")  # the round trip
     second = subprocess.run([*cmd, "-n"], cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr
 
@@ -135,6 +137,11 @@ SECRET_MESSAGES = [
     ("a-real-secret-of-32-characters!!", "deposit: {demo_keys: false, recipients: [@/none.pub]}\n", "/none.pub"),
     ("a-real-secret-of-32-characters!!", "deposit: {demo_keys: false, recipients: [@/ega.sec]}\n", "private key"),
     ("a-real-secret-of-32-characters!!", "deposit: {sender_key: @/missing.sec}\n", "missing.sec"),
+    (
+        "a-real-secret-of-32-characters!!",
+        "deposit: {demo_keys: false, recipients: [@/ega.pub]}\ntables: {cohort: {sk: @/other.sec}}\n",
+        "@/other.sec: tables.cohort.sk: this private key belongs to none of deposit.recipients",
+    ),
 ]
 
 
@@ -143,6 +150,7 @@ def test_missing_secret_or_bad_key_fails_before_any_job(tmp_path: Path, secret: 
     from oncofhir.deposit.keys import generate_keypair
 
     generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    generate_keypair(tmp_path / "other.sec", tmp_path / "other.pub")
     result = dry_run(tmp_path, f"results: {tmp_path}/results\n{config}", env=workflow_env(secret))
     out = result.stdout + result.stderr
     assert result.returncode != 0 and message.replace("@", str(tmp_path)) in out
@@ -161,3 +169,96 @@ def test_real_secret_and_real_recipient_keys_plan_the_deposit(tmp_path: Path) ->
     assert result.returncode == 0, out[-3000:]
     stats = dict(re.findall(r"^(\w+) +(\d+)$", out, flags=re.M))
     assert stats["encrypt"] == "11" and stats["manifest"] == "1" and "demo_keys" not in stats
+    assert "cohort_db" not in stats  # real data: no key to the deposit unless tables.cohort.sk names one
+    with_key = dry_run(
+        tmp_path,
+        config + f"tables: {{cohort: {{sk: {tmp_path}/ega.sec}}}}\n",
+        env=workflow_env("a-real-secret-of-32-characters!!", ONCOFHIR_COHORT_PASSPHRASE=""),
+    )
+    out = with_key.stdout + with_key.stderr
+    assert with_key.returncode == 0, out[-3000:]
+    assert dict(re.findall(r"^(\w+) +(\d+)$", out, flags=re.M))["cohort_db"] == "1"
+
+
+def test_real_data_without_a_cohort_key_writes_no_database_and_says_how(tmp_path: Path) -> None:
+    """Real data, deposit on, temp_plaintext: the workflow holds no key to the deposit, so no plaintext database."""
+    from oncofhir.demo import generate
+    from oncofhir.deposit.keys import generate_keypair
+    from oncofhir.dictionary import compile_dictionary
+
+    dd = compile_dictionary(REPO / "resources" / "dictionaries" / "uc1", REPO / "resources" / "ontologies")
+    (tmp_path / "a.csv").write_text(generate(dd, "a", 10, 3), encoding="utf-8")
+    generate_keypair(tmp_path / "ega.sec", tmp_path / "ega.pub")
+    (tmp_path / "centers.tsv").write_text(f"use_case\tcenter\texport\nuc1\ta\t{tmp_path}/a.csv\n", encoding="utf-8")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg)],
+        cwd=REPO,
+        env=workflow_env("a-real-secret-of-32-characters!!"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "results" / "tables").exists()
+    assert (
+        f"oncofhir: no {tmp_path}/results/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
+        "tables.cohort.sk to a recipient's private key to build it from the deposit" in result.stderr
+    )
+
+
+def test_the_default_demo_run_writes_the_cohort_database_and_one_center_reruns_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped demo config (deposit on, temp_plaintext, demo keys) writes results/tables/cohort.duckdb from the
+    encrypted tables; `oncofhir query` finds it by default and counts the uc7 bundles; a changed export of one center
+    then reruns exactly that center's jobs and the cohort job (docs/tables.md#tables-and-the-cohort-database)."""
+    from oncofhir.cli import main
+    from oncofhir.demo import generate
+    from oncofhir.dictionary import compile_dictionary
+
+    (tmp_path / "centers.tsv").write_text(
+        "use_case\tcenter\texport\n"
+        + "".join(f"uc7\t{c}\t{tmp_path}/demo/uc7/{c}.csv\n" for c in ("site_a", "site_b")),
+        encoding="utf-8",
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
+        f"demo: {{folder: {tmp_path}/demo, records: 15}}\n",
+        encoding="utf-8",
+    )
+
+    def snakemake(*args: str) -> set[tuple[str, str, str]]:
+        code, jobs, output = record_jobs(
+            ["--configfile", str(cfg), "--cores", "2", *args], cwd=REPO, env=workflow_env()
+        )
+        assert code == 0, output[-3000:]
+        return jobs
+
+    first = snakemake()
+    db = tmp_path / "results" / "tables" / "cohort.duckdb"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert sorted(p.name for p in db.parent.iterdir()) == ["cohort.duckdb"]  # the plaintext Parquet is gone
+    bundles = sum(
+        len(p.read_text().splitlines()) - 1 for p in (tmp_path / "results" / "fhir" / "uc7").glob("*.index.tsv")
+    )
+    assert bundles > 20
+    monkeypatch.chdir(tmp_path)  # the default --db: results/tables/cohort.duckdb
+    capsys.readouterr()
+    assert main(["query", "SELECT count(*) AS n FROM uc7_patients"]) == 0
+    assert capsys.readouterr().out == f"n\n{bundles}\n"
+
+    export = tmp_path / "demo" / "uc7" / "site_b.csv"
+    dd = compile_dictionary(REPO / "resources" / "dictionaries" / "uc7", REPO / "resources" / "ontologies")
+    export.write_bytes(generate(dd, "site_b", 15, 99).encode("utf-8"))  # a new delivery of one center
+    plan = snakemake("--dry-run")
+    per_center = {job for job in plan if job[2]}
+    assert per_center == {job for job in first if job[2] == "site_b" and job[0] != "demo_export"}
+    assert ("cohort_db", "", "") in plan and ("tables", "uc7", "site_b") in plan
+    assert plan - per_center <= {job for job in first if not job[2]}  # aggregates only

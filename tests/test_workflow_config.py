@@ -273,13 +273,25 @@ def test_a_finished_run_copied_to_another_folder_is_still_complete(tmp_path: Pat
 
 def _comparable(results: Path) -> dict[str, bytes]:
     """Every deterministic output: all but the encrypted files, keys, manifests (random per run), logs, timings and
-    the run's RO-Crate (its run times)."""
+    the run's RO-Crate (its run times); the cohort database by its rows (a DuckDB file's bytes differ per write)."""
     skip = ("ega/", "keys/", "logs/", "benchmarks/", "ro-crate/")
     return {
-        str(path.relative_to(results)): path.read_bytes()
+        str(path.relative_to(results)): _database_rows(path) if path.suffix == ".duckdb" else path.read_bytes()
         for path in sorted(results.rglob("*"))
         if path.is_file() and not str(path.relative_to(results)).startswith(skip) and path.name != "index.html"
     }
+
+
+def _database_rows(path: Path) -> bytes:
+    """Every table of a DuckDB database with its rows, in order, as text."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [n for (n,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return repr([(n, con.execute(f'SELECT * FROM "{n}"').fetchall()) for n in names]).encode()
+    finally:
+        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -408,6 +420,14 @@ def test_all_qc_weights_0_stop_the_run_before_any_job(tmp_path: Path) -> None:
     assert error_line(snakemake(tmp_path, "-n", "--configfile", "w.yaml")) == (
         f"{tmp_path}/w.yaml: config key 'qc.weights': every weight is 0, so no score can be computed; give at least "
         "one check type a weight above 0 (config/README.md)"
+    )
+
+
+def test_a_bad_pool_threshold_stops_the_run_before_any_job_naming_the_key(tmp_path: Path) -> None:
+    write(tmp_path / "p.yaml", "qc: {pool: {drift: {alpha: 0}}}\n")
+    assert error_line(snakemake(tmp_path, "-n", "--configfile", "p.yaml")) == (
+        f"{tmp_path}/p.yaml: config key 'qc.pool.drift.alpha': 0 is less than or equal to the minimum of 0 "
+        "(config/README.md)"
     )
 
 

@@ -125,6 +125,7 @@ def _cmd_qc(args: argparse.Namespace) -> int:
 
     weights = _mapping_option(args.weights, "--weights")
     minimums = _mapping_option(args.min_type_scores, "--min-type-scores")
+    thresholds = _mapping_option(args.thresholds, "--thresholds")
     summary = stage_qc(
         args.dictionary,
         args.records,
@@ -134,7 +135,22 @@ def _cmd_qc(args: argparse.Namespace) -> int:
         min_type_scores=minimums,
         center=args.center,
         no_checks=args.no_checks,
+        thresholds=thresholds,  # type: ignore[arg-type]
     )
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_qc_pool(args: argparse.Namespace) -> int:
+    from .qc.pool import pool_settings, stage_qc_pool
+
+    settings = pool_settings(_mapping_option(args.settings, "--settings"))
+    pseudonym = None
+    if args.pseudonyms:
+        from .deposit.pseudonym import Pseudonymizer, load_secret
+
+        pseudonym = Pseudonymizer(load_secret(allow_demo=not args.refuse_demo_secret)).pseudonym
+    summary = stage_qc_pool(args.dictionary, args.stats, args.out_dir, settings=settings, pseudonym=pseudonym)
     print(json.dumps(summary, sort_keys=True))
     return 0
 
@@ -401,12 +417,32 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--min-record-score", type=float, default=0.0, help="gate: minimum record score (0-100)")
     qc.add_argument("--min-type-scores", help="gate: YAML/JSON mapping check type -> minimum pass rate (0-100)")
     qc.add_argument(
+        "--thresholds",
+        help="YAML/JSON mapping check type, variable, rule id or <variable>.<type> -> failure rate (percent) above "
+        "which the center page flags the check",
+    )
+    qc.add_argument(
         "--no-checks",
         choices=["renormalise", "full_credit"],
         default="renormalise",
         help="a check type with no applicable check: left out of the score, or counted as fully passed",
     )
     qc.set_defaults(func=_cmd_qc)
+
+    qp = sub.add_parser("qc-pool", help="outliers, duplicate patients and drift over all centers of a use case")
+    qp.add_argument("--dictionary", required=True, help="compiled dictionary JSON of the use case")
+    qp.add_argument("--stats", nargs="+", required=True, help="every center's pool_stats.json (from `oncofhir qc`)")
+    qp.add_argument(
+        "--out-dir", required=True, help="output folder: drift.tsv, outliers.tsv, duplicates.tsv, pool.json"
+    )
+    qp.add_argument("--settings", help="YAML/JSON: the config's qc.pool (thresholds, weights; docs/qc.md)")
+    qp.add_argument(
+        "--pseudonyms",
+        action="store_true",
+        help="add each duplicate's pseudonym (made with the secret in ONCOFHIR_PSEUDONYM_KEY)",
+    )
+    qp.add_argument("--refuse-demo-secret", action="store_true", help="refuse the public demo secret (real data)")
+    qp.set_defaults(func=_cmd_qc_pool)
 
     fh = sub.add_parser("fhir", help="build one FHIR R4B bundle per record")
     fh.add_argument("--dictionary", required=True, help="compiled dictionary JSON")

@@ -37,6 +37,12 @@ border:1px solid #d5dbe3}.legend .bad{background:#fbeaea}.legend .low{background
 .cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #d5dbe3;border-radius:6px;padding:.6em 1em}
 .card b{display:block;font-size:1.4em}.note{color:#5b6775;font-size:.88em}
 code{background:#f3f5f7;padding:0 .2em}input[type=search]{font-size:1em;padding:.2em .4em;min-width:22em}
+.heat{overflow-x:auto}table.heat td{min-width:1.5em;height:1.5em;padding:0;text-align:center;font-size:.8em}
+table.heat td a{display:block;color:#1d2733;text-decoration:none}table.heat td a.f{color:#fff;font-weight:700}
+table.heat th{font-size:.8em;padding:.1em .3em}
+th.vname{writing-mode:vertical-rl;font-weight:400}.hm-flag{background:#b23b3b;color:#fff}
+.dist{display:none;border:2px solid #3d6fa8;padding:.3em 1em;margin:.6em 0}.dist:target{display:block}
+td.bar{min-width:16em}td.bar div{height:.7em;background:#3d6fa8}td.bar div.o{background:#8c96a3}
 """
 )
 

@@ -4,7 +4,8 @@ Why a module and not Snakefile code: the rules only need the resolved values, wh
 key, where its relative paths start, which sheet line is wrong) are plain Python, testable without Snakemake.
 
 Path rule (config/README.md): a relative input path in a config file (``centers``, ``dictionaries``,
-``ontologies``, ``demo.folder``, ``deposit.recipients``, ``deposit.sender_key``, ``validation.hl7_validator.home``)
+``ontologies``, ``demo.folder``, ``deposit.recipients``, ``deposit.sender_key``, ``tables.cohort.sk``,
+``validation.hl7_validator.home``)
 is relative to the folder of the config file that sets it, and an ``export`` in the centers sheet is relative to the
 sheet's folder; ``--config key=value`` values and ``results`` (where Snakemake writes) are relative to the working
 directory. Once resolved, a path below the working directory is written relative to it (absolute otherwise), so
@@ -37,6 +38,7 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("demo", "folder"),
     ("deposit", "recipients"),
     ("deposit", "sender_key"),
+    ("tables", "cohort", "sk"),
     ("validation", "hl7_validator", "home"),
 )
 
@@ -153,6 +155,7 @@ _MUST_EXIST: dict[str, tuple[bool, tuple[str, ...] | None]] = {
     "ontologies": (True, None),
     "deposit.recipients": (False, ("deposit", "enabled")),
     "deposit.sender_key": (False, ("deposit", "enabled")),
+    "tables.cohort.sk": (False, ("deposit", "enabled")),
     "validation.hl7_validator.home": (True, ("validation", "hl7_validator", "enabled")),
 }
 
@@ -184,7 +187,7 @@ def _unknown_keys(data: Any, schema: Mapping[str, Any], prefix: str = "") -> lis
         return []
     properties = schema.get("properties", {})
     valid = list(properties) + list(schema.get("propertyNames", {}).get("enum", []))
-    closed = schema.get("additionalProperties") is False or "propertyNames" in schema
+    closed = schema.get("additionalProperties") is False or "enum" in schema.get("propertyNames", {})
     found = []
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -225,6 +228,37 @@ def _check_weights(config: Mapping[str, Any], sources: Sequence[ConfigSource]) -
             f"{where}: config key 'qc.weights': every weight is 0, so no score can be computed; give at least "
             "one check type a weight above 0 (config/README.md)"
         )
+
+
+def check_thresholds(config: Mapping[str, Any], sources: Sequence[ConfigSource]) -> None:
+    """Every ``qc.thresholds`` name is a check type, or a variable or rule id of some use case's dictionary (with
+    an optional ``.<type>``): a typo would otherwise flag nothing, silently. Run after the paths are resolved
+    (``dictionaries``), before any job; the schema has already checked the values (0-100)."""
+    found, thresholds = _lookup(config, ("qc", "thresholds"))
+    if not found or not thresholds:
+        return
+    from .qc.model import TYPES
+
+    names: set[str] = set(TYPES)
+    for uc in use_cases(config["dictionaries"]):
+        folder = Path(config["dictionaries"], uc)
+        try:
+            with open(folder / "redcap_dictionary.csv", encoding="utf-8-sig", newline="") as handle:
+                names |= {row[0].strip().lower() for row in csv.reader(handle) if row}
+            mapping = yaml.safe_load((folder / "mapping.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, csv.Error, yaml.YAMLError):
+            continue  # the dictionary stage reports an unreadable dictionary with its own message
+        rules = mapping.get("rules") if isinstance(mapping, Mapping) else None
+        names |= {r["id"] for r in rules or [] if isinstance(r, Mapping) and isinstance(r.get("id"), str)}
+    for key in thresholds:
+        base, _, kind = str(key).partition(".")
+        if base in names and (not kind or kind in TYPES):
+            continue
+        where = describe(source_of(sources, ("qc", "thresholds")))
+        what = f"'{kind}' is not a check type" if base in names else f"'{base}' is no check type, variable or rule id"
+        near = difflib.get_close_matches(base, sorted(names), n=1, cutoff=0.7)
+        hint = f"; did you mean '{near[0]}'?" if near and base not in names else ""
+        raise ConfigError(f"{where}: config key 'qc.thresholds.{key}': {what} of any use case{hint} (config/README.md)")
 
 
 def use_cases(dictionaries: str | Path) -> list[str]:

@@ -19,6 +19,7 @@ from oncofhir.dictionary.preflight import preflight
 from oncofhir.errors import ConfigError, DictionaryError
 from oncofhir.ig.settings import check_ig_config
 from oncofhir.io_utils import prepare_results
+from oncofhir.views.cohort_key import COHORT_PASSPHRASE_ENV, check_cohort_key
 
 min_version("9.0")
 
@@ -51,6 +52,7 @@ def _load_configuration():
             config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
         wfconfig.check_input_paths(config, resolved)
+        wfconfig.check_thresholds(config, sources)
         check_ig_config(config)
         demo = config["demo"]["folder"]  # normalised by resolve_config_paths
         centers = wfconfig.read_centers(
@@ -86,6 +88,8 @@ ONTOLOGIES = config["ontologies"]
 DEMO = config["demo"]["folder"]
 ENV = "../../envs/oncofhir.yaml"
 DEPOSIT = config["deposit"]
+# A recipient's private key to build cohort.duckdb from the deposit with (docs/tables.md); empty: none.
+COHORT_SK = config["tables"]["cohort"]["sk"]
 
 
 def _check_secrets_and_keys():
@@ -102,6 +106,8 @@ def _check_secrets_and_keys():
                 )
             if DEPOSIT["sender_key"]:
                 load_private_key(DEPOSIT["sender_key"])
+            if COHORT_SK and DEPOSIT["temp_plaintext"]:
+                check_cohort_key(COHORT_SK, DEPOSIT["recipients"])
     except ConfigError as exc:
         _stop(exc)
 
@@ -276,15 +282,54 @@ def get_roundtrips():
     return per_center(f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json")
 
 
-def get_table_outputs():
-    """The views, and when plaintext is kept the Parquet tables and the cohort database over them (docs/tables.md).
+def cohort_source():
+    """Where results/tables/cohort.duckdb comes from (docs/tables.md#tables-and-the-cohort-database).
 
-    With deposit.temp_plaintext the tables are deleted once encrypted: a database of views over them would point
-    to nothing, and depending on them would rebuild every center's tables whenever one center changes.
+    "local": views over the kept plaintext Parquet files (deposit off, or deposit.temp_plaintext false).
+    "deposit": the rows of the encrypted tables, decrypted with a recipient's key (tables.cohort.sk, or the demo's
+    consortium key): they are final outputs, so one changed center reruns only its jobs and this one, where
+    depending on the temporary Parquet files would remake every center's.
+    None: plaintext deleted and no key (real data without tables.cohort.sk): no cohort database.
     """
-    out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
     if not DEPOSIT["enabled"] or not DEPOSIT["temp_plaintext"]:
+        return "local"
+    return "deposit" if get_cohort_key() else None
+
+
+def get_cohort_key(wildcards=None):
+    """The private key the cohort database is decrypted with: tables.cohort.sk, else the demo's consortium key."""
+    if COHORT_SK:
+        return COHORT_SK
+    return f"{RESULTS}/keys/consortium.sec" if DEPOSIT["demo_keys"] else ""
+
+
+def get_cohort_inputs(wildcards):
+    """The cohort job's inputs: every center's Parquet folder, or its encrypted tables and the key."""
+    if cohort_source() == "local":
+        return {"tables": per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")}
+    return {
+        "encrypted": per_center(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        "sk": get_cohort_key(),
+    }
+
+
+def get_cohort_args(wildcards, input, output):
+    """The cohort command's source arguments (see cohort_source)."""
+    if cohort_source() == "local":
+        return f"--tables-dir {shlex.quote(get_tables_root(wildcards, output))}"
+    folders = " ".join(shlex.quote(path) for path in input.encrypted)
+    return (
+        f"--sk {shlex.quote(input.sk)} --passphrase-env {COHORT_PASSPHRASE_ENV}"
+        f" --from-deposit {folders}"
+    )
+
+
+def get_table_outputs():
+    """The views, the Parquet tables when the plaintext is kept, and the cohort database (see cohort_source)."""
+    out = [f"{RESULTS}/views/{uc}" for uc in USE_CASES]
+    if cohort_source() == "local":
         out += per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}")
+    if cohort_source() is not None:
         out.append(f"{RESULTS}/tables/cohort.duckdb")
     return out
 
@@ -491,6 +536,18 @@ def get_privacy_counts(wildcards):
     rows = CENTERS[CENTERS.use_case == wildcards.use_case]
     return [
         f"{RESULTS}/privacy/{wildcards.use_case}/{c}.counts.tsv" for c in rows.center
+    ]
+
+
+# ---- QC pool checks (issue #15): per use case, from each center's pool_stats.json (written by its QC job) -------
+QC_POOL = config["qc"]["pool"]
+
+
+def get_pool_stats(wildcards):
+    """Every center's pool statistics of one use case (a changed center reruns its QC and this use case's pool)."""
+    rows = CENTERS[CENTERS.use_case == wildcards.use_case]
+    return [
+        f"{RESULTS}/qc/{wildcards.use_case}/{c}/pool_stats.json" for c in rows.center
     ]
 
 

@@ -1,5 +1,12 @@
 # Analysis-ready tables (docs/tables.md): SQL-on-FHIR v2 views generated from each dictionary, run over every
-# center's bundles into Parquet, with the round-trip proof; one DuckDB database of views over all the Parquet.
+# center's bundles into Parquet, with the round-trip proof; one DuckDB cohort database over every center's tables.
+
+
+# The passphrase of the key the cohort database is decrypted with (tables.cohort.sk): declared so cluster jobs get it.
+if COHORT_SK and DEPOSIT["enabled"] and DEPOSIT["temp_plaintext"]:
+
+    envvars:
+        COHORT_PASSPHRASE_ENV,
 
 
 rule views:
@@ -53,9 +60,11 @@ rule tables:
 
 
 rule cohort_db:
-    """results/tables/cohort.duckdb: one DuckDB view per table name over every center's Parquet (no data inside)."""
+    """results/tables/cohort.duckdb (docs/tables.md): views over every center's kept Parquet files, or, when they are
+    deleted once encrypted, the rows of the encrypted tables decrypted with a recipient's key (0600).
+    """
     input:
-        per_center(f"{RESULTS}/tables/{{use_case}}/{{center}}"),
+        unpack(get_cohort_inputs),
     output:
         f"{RESULTS}/tables/cohort.duckdb",
     log:
@@ -65,9 +74,22 @@ rule cohort_db:
     conda:
         ENV
     params:
-        tables=get_tables_root,
+        source=get_cohort_args,
         code=code_version("cohort_db"),
     message:
         "Writing the cohort database {output}"
     shell:
-        "oncofhir --log {log:q} cohort --tables-dir {params.tables:q} --out {output:q}"
+        "oncofhir --log {log:q} cohort {params.source} --out {output:q}"
+
+
+# Real data without tables.cohort.sk: the plaintext tables are deleted once encrypted and the workflow holds no
+# key to the deposit, so it writes no cohort database; say once, at the end, how to get one.
+if cohort_source() is None:
+
+    onsuccess:
+        print(
+            f"oncofhir: no {RESULTS}/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
+            "tables.cohort.sk to a recipient's private key to build it from the deposit, or run oncofhir tables "
+            "--decrypt (docs/tables.md)",
+            file=sys.stderr,
+        )

@@ -13,7 +13,32 @@ from typing import Any
 
 from ..errors import DictionaryError
 
-COMPILED_FORMAT = 1
+COMPILED_FORMAT = 2  # 2: mapping rules and calc fields' calculations
+
+#: Kahn's categories a mapping rule may have, and the QC check type each becomes (docs/qc.md).
+RULE_CATEGORIES = ("relational", "computational", "temporal")
+
+
+@dataclass(slots=True)
+class Rule:
+    """A mapping.yaml rule: a REDCap-logic condition that must hold for every record it applies to.
+
+    ``assert_`` must hold; ``when`` (optional) narrows the records it applies to. A ``computed`` rule instead
+    says that ``variable`` holds the value of the calculation ``assert_`` (computational conformance).
+    ``if_blank``: ``skip`` (default) leaves a record out when a variable the rule names is blank (a completeness
+    question), ``evaluate`` evaluates it anyway (the rule handles blanks itself).
+    """
+
+    id: str
+    category: str
+    assert_: str
+    message: str
+    when: str = ""
+    weight: int = 1
+    type: str = "condition"
+    variable: str = ""
+    if_blank: str = "skip"
+    variables: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -35,6 +60,8 @@ class Field:
     default: str | None = None
     #: Why this use case codes the variable differently from others sharing it (mapping ``own_coding``), or None.
     own_coding: str | None = None
+    #: A ``calc`` field's REDCap calculation (QC recomputes it: computational conformance); "" otherwise.
+    calculation: str = ""
 
     @property
     def datatype(self) -> str:
@@ -74,6 +101,10 @@ class CompiledDictionary:
     format: int = COMPILED_FORMAT
     #: mapping.yaml ``privacy``: quasi-identifiers and the optional sensitive variable (oncofhir.privacy)
     privacy: dict[str, Any] = field(default_factory=dict)
+    #: mapping.yaml ``duplicates``: the key variables of the duplicate-patient check (oncofhir.qc.duplicates)
+    duplicates: dict[str, Any] = field(default_factory=dict)
+    #: mapping.yaml ``rules``: cross-variable conditions QC checks (relational, computational, temporal)
+    rules: list[Rule] = field(default_factory=list)
 
     @property
     def complete_columns(self) -> list[str]:
@@ -98,4 +129,5 @@ def load_compiled(path: str | Path) -> CompiledDictionary:
             path=str(path),
         )
     raw["fields"] = {name: Field(**spec) for name, spec in raw["fields"].items()}
+    raw["rules"] = [Rule(**spec) for spec in raw.get("rules", [])]
     return CompiledDictionary(**raw)

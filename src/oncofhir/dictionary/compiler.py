@@ -20,7 +20,7 @@ from ..logic import LogicSyntaxError, parse
 from ..ontology import Ontology
 from ..terminology import CHECKS, icdo3_morphology_ok
 from . import schema_errors
-from .compiled import CompiledDictionary, Field
+from .compiled import CompiledDictionary, Field, Rule
 from .generalise import check_and_mark
 from .redcap import DATA_TYPES, RedcapField, read_redcap_dictionary
 
@@ -349,6 +349,14 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
         for key in ("minimal", "mandatory"):
             if isinstance(level.get(key), str):
                 comp.logic(level[key], f"variable '{name}', {key} condition")
+    for f in fields_list:
+        if f.type == "calc":
+            where = f"redcap_dictionary.csv row {f.row}, variable '{f.name}', calculation"
+            if not f.calculation.strip():
+                problems.append(f"{where}: a calc field needs a calculation")
+            else:
+                comp.logic(f.calculation, where)
+    compiled_rules = _rules(comp, mapping.get("rules") or [], fields_list)
     for name, vs in (mapping.get("valuesets") or {}).items():
         comp.valuesets[name] = {str(k): comp.answer(v, f"value set '{name}', answer '{k}'") for k, v in vs.items()}
 
@@ -370,6 +378,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
                     f"resource '{r['id']}' ({r['type']}), result: '{slot}' is not an Observation slot of this mapping"
                 )
     problems += _privacy_problems(mapping.get("privacy") or {}, fields)
+    problems += _duplicates_problems(mapping.get("duplicates") or {}, fields, record_id)
     problems += check_and_mark(mapping.get("privacy") or {}, compiled_resources, fields, comp.concept)
     data_fields = {f.name for f in fields_list if f.type in DATA_TYPES and f.type != "calc"}
     for name in sorted(data_fields - comp.used):
@@ -394,6 +403,7 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             max_length=levels.get(f.name, {}).get("max_length") or f.max_length,
             default=f.default,
             own_coding=levels.get(f.name, {}).get("own_coding"),
+            calculation=f.calculation,
         )
         for f in fields_list
     }
@@ -414,7 +424,69 @@ def compile_dictionary(directory: str | Path, ontology_dir: str | Path) -> Compi
             "mapping.yaml": _sha256(mapping_path),
         },
         privacy=mapping.get("privacy") or {},
+        duplicates=mapping.get("duplicates") or {},
+        rules=compiled_rules,
     )
+
+
+def _rules(comp: _Compiler, specs: list[dict[str, Any]], fields_list: list[RedcapField]) -> list[Rule]:
+    """Lint and compile the mapping's ``rules`` (docs/dictionary-format.md#rules). Every problem names the rule:
+    a duplicate id, a syntax error (with its position), an unknown variable, a computed rule without a variable."""
+    order = {f.name: k for k, f in enumerate(fields_list)}
+    out: list[Rule] = []
+    seen: set[str] = set()
+    for spec in specs:
+        rid = spec["id"]
+        where = f"rule '{rid}'"
+        if rid in seen:
+            comp.problems.append(f"{where}: duplicate rule id")
+        if rid in comp.fields:
+            comp.problems.append(f"{where}: the id is also a variable's name (qc.thresholds names either); rename it")
+        seen.add(rid)
+        kind = spec.get("type", "condition")
+        names: set[str] = set()
+        ok = True
+        for key in ("assert", "when"):
+            text = spec.get(key)
+            if text is None:
+                continue
+            if comp.logic(text, f"{where}, {key}") is None:
+                ok = False
+                continue
+            names |= {v.split("___", 1)[0] for v in parse(text).variables}
+        variable = spec.get("variable", "")
+        if kind == "computed":
+            if spec["category"] != "computational":
+                comp.problems.append(f"{where}: a computed rule is computational, not {spec['category']}")
+            if not variable:
+                comp.problems.append(f"{where}: a computed rule names the variable it recomputes ('variable')")
+            elif variable not in comp.fields:
+                comp.problems.append(f"{where}: unknown variable '{variable}'")
+            else:
+                names.add(variable)
+        elif variable:
+            comp.problems.append(f"{where}: 'variable' is only for computed rules")
+        if not ok:
+            continue
+        known = sorted((n for n in names if n in order), key=order.__getitem__)
+        if variable in known:  # a computed rule's own variable first: it is what the failure is about
+            known.remove(variable)
+            known.insert(0, variable)
+        out.append(
+            Rule(
+                id=rid,
+                category=spec["category"],
+                assert_=spec["assert"],
+                message=spec["message"],
+                when=spec.get("when", ""),
+                weight=spec.get("weight", 1),
+                type=kind,
+                variable=variable,
+                if_blank=spec.get("if_blank", "skip"),
+                variables=known,
+            )
+        )
+    return out
 
 
 def _privacy_problems(privacy: dict[str, Any], fields: dict[str, RedcapField]) -> list[str]:
@@ -432,6 +504,23 @@ def _privacy_problems(privacy: dict[str, Any], fields: dict[str, RedcapField]) -
             problems.append(f"privacy, {key}: '{name}' is not in the REDCap dictionary")
         elif fields[name].type in ("checkbox", "descriptive"):
             problems.append(f"privacy, {key}: '{name}' is a {fields[name].type} field, not one value per record")
+    return problems
+
+
+def _duplicates_problems(spec: dict[str, Any], fields: dict[str, RedcapField], record_id: str) -> list[str]:
+    """Duplicate keys must be one-value data variables other than the record id (which ingest already keeps
+    unique), and ``min_filled`` at most the number of keys."""
+    problems = []
+    keys = spec.get("keys", [])
+    for name in keys:
+        if name not in fields:
+            problems.append(f"duplicates, keys: '{name}' is not in the REDCap dictionary")
+        elif name == record_id:
+            problems.append(f"duplicates, keys: '{name}' is the record id (ingest already rejects repeated ids)")
+        elif fields[name].type in ("checkbox", "descriptive", "calc"):
+            problems.append(f"duplicates, keys: '{name}' is a {fields[name].type} field, not one value per record")
+    if spec.get("min_filled", 0) > len(keys):
+        problems.append(f"duplicates, min_filled: {spec['min_filled']} is more than the {len(keys)} keys")
     return problems
 
 

@@ -85,6 +85,8 @@ class RedcapField:
     note: str = ""
     annotation: str = ""
     row: int = 0
+    #: A ``calc`` field's REDCap calculation (the "Choices, Calculations" column), recomputed by QC.
+    calculation: str = ""
 
     @property
     def max_length(self) -> int | None:
@@ -193,6 +195,7 @@ def read_redcap_dictionary(path: str | Path) -> list[RedcapField]:
                 note=get("note"),
                 annotation=get("annotation"),
                 row=rowno,
+                calculation=get("choices") if ftype == "calc" else "",
             )
         )
     if not fields and not problems:

@@ -40,6 +40,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "unclaimed_groups": ("oncofhir.smk", "oncofhir.split"),
     "ingest": ("oncofhir.cli", "oncofhir.pipeline", "oncofhir.ingest"),
     "qc": ("oncofhir.cli", "oncofhir.qc"),
+    "qc_pool": ("oncofhir.cli", "oncofhir.qc.pool", "oncofhir.deposit.pseudonym"),
     "qc_index": ("oncofhir.smk", "oncofhir.qc"),
     "fhir": (
         "oncofhir.cli",
@@ -67,7 +68,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "report_file": ("oncofhir.smk", "oncofhir.report_file"),
     "views": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.generate"),
     "tables": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.stage", "oncofhir.views.deposit"),
-    "cohort_db": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.tables"),
+    "cohort_db": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.tables", "oncofhir.views.deposit"),
     "fhir_server_load": ("oncofhir.cli", "oncofhir.server.cli", "oncofhir.server.load", "oncofhir.server.searches"),
     "fhir_server_verify": ("oncofhir.cli", "oncofhir.server.cli", "oncofhir.server.verify"),
 }

@@ -49,7 +49,7 @@ CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 #: Paths (relative to the results folder) of plaintext patient data or record-level tables: never in the crate.
 PRIVATE = re.compile(
     r"^(exports/|ingest/[^/]+/[^/]+/records\.csv$|fhir/[^/]+/[^/]+\.(ndjson|index\.tsv)$|fhir/[^/]+/[^/.]+(/|$)"
-    r"|ingest/[^/]+/[^/]+/rejects\.tsv$|rejects/|qc/[^/]+/[^/]+/(records|failures|gate)\.tsv$|privacy/|keys/|logs/|benchmarks/|ro-crate/)"
+    r"|ingest/[^/]+/[^/]+/rejects\.tsv$|rejects/|qc/[^/]+/[^/]+/(records|failures|gate)\.tsv$|privacy/|tables/|keys/|logs/|benchmarks/|ro-crate/)"
 )
 
 

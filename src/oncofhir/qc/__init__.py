@@ -7,6 +7,9 @@
 - :mod:`~oncofhir.qc.gate`: which records go on to FHIR.
 - :mod:`~oncofhir.qc.writers`, :mod:`~oncofhir.qc.html`: the outputs.
 - :mod:`~oncofhir.qc.stage`: :func:`stage_qc` and :func:`write_qc_index`, what the workflow and CLI call.
+- pool checks over all centers of a use case: :mod:`~oncofhir.qc.poolstats` (what each center's QC job adds up),
+  :mod:`~oncofhir.qc.pool` (the per-use-case step), :mod:`~oncofhir.qc.outliers`, :mod:`~oncofhir.qc.duplicates`,
+  :mod:`~oncofhir.qc.drift` (the statistics), :mod:`~oncofhir.qc.pool_html` (the QC index's heat map).
 
 docs/qc.md documents the checks, the formula and the differences from the consortium's tool.
 """

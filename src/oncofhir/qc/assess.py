@@ -22,8 +22,8 @@ from numpy.typing import NDArray
 
 from .checks import QCResult
 from .gate import GateResult, apply_gate
-from .model import FAIL, PASS, TYPES, Check
-from .scoring import ScoreTable, pct, record_counts, record_scores, score_table, table_types
+from .model import FAIL, PASS, TYPES, Check, labelled
+from .scoring import ScoreTable, pct, record_counts, record_scores, score_table, table_types, threshold_of
 
 FORMAT = 1
 HISTOGRAM_BINS = 10
@@ -32,12 +32,6 @@ PREVIEW = 200
 FailureRow = tuple[int, str, str, str, str, str, str, str]
 #: A record whose hidden values contradict its answers: (row, record id, [(variable, value)]).
 Conflict = tuple[int, str, list[tuple[str, str]]]
-
-
-def labelled(labels: dict[str, dict[str, str]], variable: str, value: str) -> str:
-    """``1 = Female`` for a coded value with a label in ``labels`` (variable -> code -> label); else the value."""
-    label = labels.get(variable, {}).get(value)
-    return f"{value} = {label}" if label is not None else value
 
 
 @dataclass(slots=True)
@@ -67,7 +61,7 @@ class ChunkQC:
         out = []
         for r, k in zip(records.tolist(), which.tolist(), strict=True):
             c = self.result.checks[k]
-            value = self.result.value(c.variable, r)
+            value = self.result.shown(k, r, {}) if c.variables else self.result.value(c.variable, r)
             rid = self.record_ids[r]
             out.append((self.row_numbers[r], rid, c.variable, c.id, c.type, c.dimension, value, c.message))
         return out
@@ -148,6 +142,7 @@ class CenterQC:
     excluded_preview: list[tuple[int, str, str, str]] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # variable -> code -> label (coded fields)
+    thresholds: dict[str, float] = field(default_factory=dict)  # qc.thresholds: name -> failure rate (percent)
 
     def labelled(self, variable: str, value: str) -> str:
         """``1 = Female`` for a coded value with a label; the value itself otherwise."""
@@ -229,6 +224,8 @@ class CenterQC:
             },
             "groups": self.groups(),
             "per_check": self.per_check,
+            "thresholds": self.thresholds,
+            "above_threshold": [c["id"] for c in self.per_check if c["above_threshold"]],
             "failures": int(sum(c["fail"] for c in self.per_check)),
             "hidden_conflicts": {
                 "values": int(sum(c["fail"] for c in self.per_check if c["type"] == "branching")),
@@ -270,7 +267,9 @@ class CenterAccumulator:
         min_type_scores: dict[str, float],
         preview: int = PREVIEW,
         labels: dict[str, dict[str, str]] | None = None,
+        thresholds: dict[str, float] | None = None,
     ) -> None:
+        self.thresholds = thresholds or {}
         self.use_case, self.center, self.dictionary_version = use_case, center, dictionary_version
         self.weights, self.no_checks = weights, no_checks
         self.min_record_score, self.min_type_scores = min_record_score, min_type_scores
@@ -341,6 +340,7 @@ class CenterAccumulator:
                 "pass": int(passes[k]),
                 "not_applicable": int(n - fails[k] - passes[k]),
                 "message": c.message,
+                **_threshold(c, int(fails[k]), int(passes[k]), self.thresholds),
             }
             for k, c in enumerate(self.checks)
         ]
@@ -363,4 +363,19 @@ class CenterAccumulator:
             self.excluded,
             self.conflicts,
             self.labels,
+            self.thresholds,
         )
+
+
+def _threshold(check: Check, fail: int, passed: int, thresholds: dict[str, float]) -> dict[str, Any]:
+    """A check's failure rate (percent of the records it applied to; ``None``: never applied), the threshold that
+    applies to it (``qc.thresholds``; ``None``: none) and whether the rate is above it (DQD's rule: flagged when
+    the rate exceeds the threshold, so a threshold of 0 flags any failure)."""
+    total = fail + passed
+    rate = 100.0 * fail / total if total else None
+    limit = threshold_of(check, thresholds)
+    return {
+        "fail_rate": rate,
+        "threshold": limit,
+        "above_threshold": bool(rate is not None and limit is not None and round(rate, 2) > limit),
+    }

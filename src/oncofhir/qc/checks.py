@@ -10,7 +10,10 @@ center of 20,000 records and ~300 checks takes well under a second). Applicabili
   and the minimal one does not (one requirement check per variable and record, at the strictest level that
   applies; a minimal variable is also mandatory, so ``minimal: true``, or the same condition at both levels,
   gives no ``mandatory_req`` check);
-- conformance and plausibility checks apply to present values only: a blank is a completeness question.
+- conformance and plausibility checks apply to present values only: a blank is a completeness question;
+- a mapping rule (relational, computational, temporal: one check per rule, its id the rule's) applies where its
+  ``when`` holds and every variable it names is shown, present and conforming, so a blank or a bad code is never
+  counted twice; a ``calc`` field is recomputed with the logic engine and compared with its exported value.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..dictionary.compiled import CompiledDictionary, Field
+from ..dictionary.compiled import CompiledDictionary, Field, Rule
 from ..errors import DictionaryError, InputDataError
 from ..logic import LogicSyntaxError, MissingVariableError, parse
-from .model import FAIL, NOT_APPLICABLE, PASS, Check
+from .model import FAIL, NOT_APPLICABLE, PASS, Check, labelled
 from .values import Column, codes_of, date_format, is_date, is_integer, is_number, number_or_nan
 
 # NA=0, PASS=1, FAIL=2 lets _status compute the matrix arithmetically.
@@ -34,6 +37,7 @@ assert (NOT_APPLICABLE, PASS, FAIL) == (0, 1, 2)
 LABEL_CHARS = 60
 ANY_TEXT = "is not text (any value conforms: this check cannot fail)"
 NOT_DATA = {"descriptive"}
+BLANK = "''"  # how a failure's value list shows a blank variable
 
 
 @dataclass(slots=True)
@@ -58,6 +62,16 @@ class QCResult:
         """The (trimmed) value of ``variable`` in record ``record``, for the drill-down."""
         col = self.columns[variable]
         return col.uniques[col.codes[record]]
+
+    def shown(self, check: int, record: int, labels: Mapping[str, Mapping[str, str]]) -> str:
+        """What a failure of a rule or calculation shows: every variable it names with its value, coded values
+        labelled (``bcstproxy: 1 = Luminal A; er: 0``); blank values as ``''``."""
+        c = self.checks[check]
+        parts = []
+        for v in c.variables:
+            x = self.value(v, record)
+            parts.append(f"{v}: {labelled(labels, v, x) if x else BLANK}")
+        return "; ".join(parts)
 
 
 class _LogicColumns(Mapping[str, Any]):
@@ -101,16 +115,26 @@ class _Conditions:
 
     def __call__(self, text: str, owner: str) -> NDArray[np.bool_]:
         if text not in self._cache:
-            try:
-                self._cache[text] = np.asarray(parse(text).evaluate(self.columns, n_rows=self.n), dtype=bool)
-            except MissingVariableError as exc:
-                raise InputDataError(
-                    f"logic of variable '{owner}' ({text}) names column(s) {', '.join(exc.missing)} "
-                    "absent from the records: recompile the dictionary and re-run ingest"
-                ) from None
-            except LogicSyntaxError as exc:  # the compiler lints logic, so only a hand-edited JSON gets here
-                raise DictionaryError(f"logic of variable '{owner}': {exc}") from None
+            self._cache[text] = np.asarray(self._run(text, owner, values=False), dtype=bool)
         return self._cache[text]
+
+    def values(self, text: str, owner: str) -> NDArray[np.object_]:
+        """``text`` evaluated as a calculation: one value per record (``''`` blank, ``float``, ``str``)."""
+        return self._run(text, owner, values=True)
+
+    def _run(self, text: str, owner: str, *, values: bool) -> Any:
+        try:
+            expr = parse(text)
+            if values:
+                return expr.evaluate_values(self.columns, n_rows=self.n)
+            return expr.evaluate(self.columns, n_rows=self.n)
+        except MissingVariableError as exc:
+            raise InputDataError(
+                f"logic of {owner} ({text}) names column(s) {', '.join(exc.missing)} "
+                "absent from the records: recompile the dictionary and re-run ingest"
+            ) from None
+        except LogicSyntaxError as exc:  # the compiler lints logic, so only a hand-edited JSON gets here
+            raise DictionaryError(f"logic of {owner}: {exc}") from None
 
 
 def _label(f: Field) -> str:
@@ -193,6 +217,8 @@ def run_checks(dd: CompiledDictionary, columns: Mapping[str, Sequence[str] | NDA
     }
     cond = _Conditions(_LogicColumns(cols, checkboxes), n)
     everyone = np.ones(n, dtype=bool)
+    order = {f.name: k for k, f in enumerate(data_fields)}
+    usable: dict[str, NDArray[np.bool_]] = {}  # shown, not blank and conforming: what a rule may read
 
     checks: list[Check] = []
     rows: list[NDArray[np.int8]] = []
@@ -205,17 +231,17 @@ def run_checks(dd: CompiledDictionary, columns: Mapping[str, Sequence[str] | NDA
         col = cols[f.name]
         label = _label(f)
         blank = col.blank()
-        visible = cond(f.branching, f.name) if f.branching else everyone
+        visible = cond(f.branching, f"variable '{f.name}'") if f.branching else everyone
         present = visible & ~blank
 
         # Completeness: one requirement per record, at the strictest level whose condition holds.
         minimal_applies = None
         if f.minimal is not False:
-            minimal_applies = visible if f.minimal is True else visible & cond(f.minimal, f.name)
+            minimal_applies = visible if f.minimal is True else visible & cond(f.minimal, f"variable '{f.name}'")
             when = "" if f.minimal is True else f" when {f.minimal}"
             add(f, "minimal_req", f"{label} is blank; it is a minimal requirement{when}", minimal_applies, ~blank)
         if f.mandatory is not False and f.minimal is not True and f.mandatory != f.minimal:
-            applies = visible if f.mandatory is True else visible & cond(f.mandatory, f.name)
+            applies = visible if f.mandatory is True else visible & cond(f.mandatory, f"variable '{f.name}'")
             if minimal_applies is not None:
                 applies = applies & ~minimal_applies
             when = "" if f.mandatory is True else f" when {f.mandatory}"
@@ -232,18 +258,33 @@ def run_checks(dd: CompiledDictionary, columns: Mapping[str, Sequence[str] | NDA
                 col.per_value(lambda u, limit=limit: len(u) <= limit),
             )
         test, what = _datatype_rule(f)
-        add(f, "datatype", f"{label} {what}", present, col.per_value(test) if test else everyone)
+        typed = col.per_value(test) if test else everyone
+        add(f, "datatype", f"{label} {what}", present, typed)
+        conforming = present & typed
         if f.choices:
             allowed = frozenset(f.choices)
             checkbox = f.type == "checkbox"
             listed = ", ".join(f.choices)
-            add(
-                f,
-                "permissible",
-                f"{label} is not one of its codes ({listed})",
-                present,
-                col.per_value(lambda u, a=allowed, c=checkbox: all(x in a for x in codes_of(u, c))),
+            listed_ok = col.per_value(lambda u, a=allowed, c=checkbox: all(x in a for x in codes_of(u, c)))
+            add(f, "permissible", f"{label} is not one of its codes ({listed})", present, listed_ok)
+            conforming = conforming & listed_ok
+        usable[f.name] = conforming
+        if f.type == "calc" and f.calculation:
+            inputs = sorted(
+                {v.split("___", 1)[0] for v in parse(f.calculation).variables} - {f.name},
+                key=lambda v: order.get(v, len(order)),
             )
+            computed = cond.values(f.calculation, f"variable '{f.name}' (calculation)")
+            applies, same = _compare_computed(col, computed)
+            checks.append(
+                Check(
+                    f.name,
+                    "computational",
+                    f"{label} is not the value of its calculation ({f.calculation})",
+                    variables=(f.name, *inputs),
+                )
+            )
+            rows.append(_status(visible & applies, same))
 
         # Plausibility.
         if f.min or f.max:
@@ -255,5 +296,86 @@ def run_checks(dd: CompiledDictionary, columns: Mapping[str, Sequence[str] | NDA
             hidden = f"{label} has a value although its branching logic ({f.branching}) hides it"
             add(f, "branching", hidden, ~visible, blank)
 
+    for rule in dd.rules:
+        check, row = _rule_check(rule, cols, cond, usable, everyone)
+        checks.append(check)
+        rows.append(row)
+
     status = np.vstack(rows) if rows else np.zeros((0, n), dtype=np.int8)
     return QCResult(checks, status, {f.name: cols[f.name] for f in data_fields})
+
+
+def _rule_check(
+    rule: Rule,
+    cols: Mapping[str, Column],
+    cond: _Conditions,
+    usable: Mapping[str, NDArray[np.bool_]],
+    everyone: NDArray[np.bool_],
+) -> tuple[Check, NDArray[np.int8]]:
+    """One mapping rule over the center: applies where ``when`` holds and (``if_blank: skip``) every variable it
+    names is shown, present and conforming (a blank is a completeness question, a bad code a conformance one, so
+    neither is counted twice); passes where ``assert`` holds, or for a computed rule where the variable holds the
+    calculation's value."""
+    owner = f"rule '{rule.id}'"
+    applies = everyone
+    if rule.when:
+        applies = applies & cond(rule.when, owner)
+    if rule.if_blank == "skip":
+        for v in rule.variables:
+            applies = applies & usable.get(v, everyone)
+    if rule.type == "computed":
+        computed_applies, passed = _compare_computed(cols[rule.variable], cond.values(rule.assert_, owner))
+        applies = applies & computed_applies
+    else:
+        passed = cond(rule.assert_, owner)
+    check = Check(
+        rule.variables[0] if rule.variables else rule.id,
+        rule.category,
+        rule.message,
+        rule=rule.id,
+        variables=tuple(rule.variables),
+        weight=rule.weight,
+    )
+    return check, _status(applies, passed)
+
+
+def _compare_computed(col: Column, computed: NDArray[np.object_]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(the calculation gives a value, the stored value equals it) per record.
+
+    Numbers compare to the stored value's own precision (``12.3`` stores 12.34 rounded: equal; REDCap exports
+    calculations rounded), anything else as exact text. A blank stored value where the calculation gives one fails
+    (REDCap's Data Quality rule H: a calculation not saved).
+    """
+    stored = col.text()
+    n = len(stored)
+    applies = np.fromiter((not _blank(c) for c in computed.tolist()), dtype=bool, count=n)
+    same = np.zeros(n, dtype=bool)
+    memo: dict[tuple[str, Any], bool] = {}
+    for r in np.flatnonzero(applies).tolist():
+        key = (stored[r], computed[r])
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = _equal(stored[r], computed[r])
+        same[r] = hit
+    return applies, same
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value == "") or (isinstance(value, float) and np.isnan(value))
+
+
+def _equal(stored: str, computed: Any) -> bool:
+    """Whether ``stored`` spells ``computed`` (a number to the stored value's own number of decimals)."""
+    if isinstance(computed, bool):
+        computed = 1.0 if computed else 0.0
+    if isinstance(computed, int | float):
+        x = number_or_nan(stored)
+        if np.isnan(x):
+            return False
+        decimals = len(stored.split(".", 1)[1]) if "." in stored and "e" not in stored.lower() else 0
+        return abs(x - float(computed)) <= 0.5 * 10.0**-decimals + 1e-9 * max(1.0, abs(float(computed)))
+    text = str(computed)
+    if stored == text:
+        return True
+    x, y = number_or_nan(stored), number_or_nan(text)
+    return not np.isnan(x) and not np.isnan(y) and x == y

@@ -109,7 +109,9 @@ def center_page(qc: CenterQC, failure_html: Iterable[str], summary: dict[str, An
     items.append(("score", total.score, pct(total.score)))
     hist = summary["record_scores"]["histogram"]
     groups = summary["groups"]
-    failing = sorted((c for c in qc.per_check if c["fail"]), key=lambda c: (-c["fail"], c["id"]))
+    failing = sorted(
+        (c for c in qc.per_check if c["fail"]), key=lambda c: (not c["above_threshold"], -c["fail"], c["id"])
+    )
     conflicts = [
         (row, rid, "; ".join(f"{v}: {qc.labelled(v, x)}" for v, x in values)) for row, rid, values in qc.conflicts
     ]
@@ -143,7 +145,20 @@ def center_page(qc: CenterQC, failure_html: Iterable[str], summary: dict[str, An
         groups=[(g["dag"] or "(none)", g["records"], g["excluded"], pct(g["score"])) for g in groups]
         if len(groups) > 1 or (groups and groups[0]["dag"])
         else [],
-        failing=[(c["id"], c["dimension"], c["fail"], c["pass"], c["not_applicable"], c["message"]) for c in failing],
+        failing=[
+            (
+                ("▲ " if c["above_threshold"] else "") + c["id"],
+                c["dimension"],
+                c["fail"],
+                c["pass"],
+                c["not_applicable"],
+                pct(c["fail_rate"]),
+                "" if c["threshold"] is None else f"{c['threshold']:g}%",
+                c["message"],
+            )
+            for c in failing
+        ],
+        above_threshold=len(summary["above_threshold"]),
         gate_min=f"{gate.min_record_score:g}",
         gate_types=", ".join(f"{k} ≥ {v:g}" for k, v in gate.min_type_scores.items()) or "none",
         excluded_count=gate.excluded,
@@ -171,11 +186,16 @@ def failure_rows(chunk: ChunkQC, labels: dict[str, dict[str, str]]) -> str:
     codes: dict[str, list[int]] = {}
     for k in set(which.tolist()):
         var = result.checks[k].variable
+        if result.checks[k].variables:
+            continue
         if var not in codes:
             codes[var] = result.columns[var].codes.tolist()
     shown: dict[tuple[str, int], str] = {}
     rows = []
     for r, k in zip(records.tolist(), which.tolist(), strict=True):
+        if result.checks[k].variables:  # a rule or calculation: every variable it names, labelled
+            rows.append(heads[r] + middles[k] + _e(result.shown(k, r, labels)) + "</td></tr>\n")
+            continue
         var = result.checks[k].variable
         key = (var, codes[var][r])
         text = shown.get(key)
@@ -189,9 +209,14 @@ def _rate(fail: int, passed: int) -> float | None:
     return 100.0 * passed / (fail + passed) if fail + passed else None
 
 
-def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, Any]], min_score: float = 80.0) -> str:
+def index_page(
+    centers: Sequence[dict[str, Any]],
+    use_cases: Sequence[dict[str, Any]],
+    min_score: float = 80.0,
+    pools: Sequence[dict[str, Any]] = (),
+) -> str:
     """The combined page: pooled score per use case, then every center with a link to its report; a center below
-    ``min_score`` is flagged.
+    ``min_score`` is flagged; then each use case's pool checks (``pools``: :func:`oncofhir.qc.pool_html.pool_sections`).
 
     ``centers`` are qc.json summaries with an added ``link``; ``use_cases`` are pooled rows with ``use_case``,
     ``centers``, ``records``, ``excluded`` and a ``table`` (:class:`~oncofhir.qc.scoring.ScoreTable`).
@@ -246,4 +271,5 @@ def index_page(centers: Sequence[dict[str, Any]], use_cases: Sequence[dict[str, 
         ],
         chart=bar_chart(items, "Score per use case and center"),
         min_score=f"{min_score:g}",
+        pools=pools,
     )

@@ -16,6 +16,7 @@ The same function scores a record (its own counts), a center and a use case (sum
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,7 +25,19 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from .checks import QCResult
-from .model import CHECK_TYPES, DEFAULT_NO_CHECKS, DEFAULT_WEIGHTS, FAIL, NO_CHECKS_POLICIES, PAPER_TYPES, PASS, TYPES
+from .model import (
+    DEFAULT_NO_CHECKS,
+    DEFAULT_WEIGHTS,
+    FAIL,
+    NO_CHECKS_POLICIES,
+    PAPER_TYPES,
+    PASS,
+    TYPES,
+    Check,
+)
+
+#: A ``qc.thresholds`` key: a type, variable or rule id, optionally ``<variable>.<type>``.
+THRESHOLD_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z_]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +66,39 @@ def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     """Table 2's weights overridden by ``weights`` (a partial mapping changes only the types it names)."""
     out = dict(DEFAULT_WEIGHTS)
     for name, value in (weights or {}).items():
-        if name not in TYPES:
-            raise ConfigError(f"qc.weights: unknown check type '{name}' (known: {', '.join(TYPES)})")
+        if name not in DEFAULT_WEIGHTS:  # pool checks are weighted in qc.pool.weights (scored in the QC index)
+            raise ConfigError(f"qc.weights: unknown check type '{name}' (known: {', '.join(DEFAULT_WEIGHTS)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise ConfigError(f"qc.weights.{name}: {value!r} is not a number >= 0")
         out[name] = float(value)
     if sum(out.values()) <= 0:
         raise ConfigError("qc.weights: every weight is 0, so no score can be computed")
     return out
+
+
+def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    """``qc.thresholds`` checked: {check type, variable, rule id or ``<variable>.<type>``: failure rate in percent,
+    0-100}. Which names exist depends on the use case, so the workflow checks the names against every dictionary
+    before any job (:func:`oncofhir.workflow_config.check_thresholds`); here only the values and the spelling."""
+    out: dict[str, float] = {}
+    for name, value in (thresholds or {}).items():
+        if not isinstance(name, str) or not THRESHOLD_KEY.fullmatch(name):
+            raise ConfigError(f"qc.thresholds: '{name}' is not a check type, variable, rule id or <variable>.<type>")
+        if "." in name and name.split(".", 1)[1] not in TYPES:
+            raise ConfigError(f"qc.thresholds.{name}: unknown check type '{name.split('.', 1)[1]}'")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise ConfigError(f"qc.thresholds.{name}: {value!r} is not a failure rate in percent (0-100)")
+        out[name] = float(value)
+    return out
+
+
+def threshold_of(check: Check, thresholds: Mapping[str, float]) -> float | None:
+    """The failure-rate threshold (percent) that applies to ``check``: the most specific name wins (the check's
+    id, i.e. a rule id or ``<variable>.<type>``; then its variable, for checks of one variable; then its type)."""
+    for key in (check.id, None if check.rule else check.variable, check.type):
+        if key is not None and key in thresholds:
+            return thresholds[key]
+    return None
 
 
 def check_policy(no_checks: str) -> str:
@@ -72,7 +110,7 @@ def check_policy(no_checks: str) -> str:
 
 def table_types(weights: Mapping[str, float]) -> list[str]:
     """The rows of the score table: the paper's six types, then any other type given a weight, in Table 1 order."""
-    return [t.name for t in CHECK_TYPES if t.name in PAPER_TYPES or weights.get(t.name, 0) > 0]
+    return [t.name for t in TYPES.values() if t.name in PAPER_TYPES or weights.get(t.name, 0) > 0]
 
 
 def score_table(
@@ -119,15 +157,23 @@ def center_counts(result: QCResult) -> dict[str, tuple[int, int]]:
 def record_counts(result: QCResult) -> dict[str, tuple[NDArray[np.int32], NDArray[np.int32]]]:
     """{type: (fail per record, pass per record)} for every type that has at least one check."""
     kinds = np.array([c.type for c in result.checks], dtype=object)
+    weights = np.array([c.weight for c in result.checks], dtype=np.int32)
     out = {}
     for t in TYPES:
         rows = np.flatnonzero(kinds == t)
         if len(rows):
             block = result.status[rows]
-            out[t] = (
-                (block == FAIL).sum(axis=0, dtype=np.int32),
-                (block == PASS).sum(axis=0, dtype=np.int32),
-            )
+            w = weights[rows]
+            if (w == 1).all():
+                out[t] = (
+                    (block == FAIL).sum(axis=0, dtype=np.int32),
+                    (block == PASS).sum(axis=0, dtype=np.int32),
+                )
+            else:  # a rule's weight: its result counts as that many checks (0: reported, not counted)
+                out[t] = (
+                    (w @ (block == FAIL)).astype(np.int32),
+                    (w @ (block == PASS)).astype(np.int32),
+                )
     return out
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,22 @@ from .checks import run_checks
 from .gate import check_gate
 from .html import EXCLUDED_PREVIEW, center_page, failure_rows, index_page
 from .model import DEFAULT_NO_CHECKS
-from .scoring import check_policy, resolve_weights, score_table
+from .pool_html import pool_sections
+from .poolstats import FILE as POOL_STATS
+from .poolstats import PoolStatsAccumulator
+from .scoring import check_policy, check_thresholds, resolve_weights, score_table
 from .writers import RecordTables, write_tables
 
-OUTPUTS = ("scores.tsv", "records.tsv", "failures.tsv", "send_back.tsv", "qc.json", "report.html", "gate.tsv")
+OUTPUTS = (
+    "scores.tsv",
+    "records.tsv",
+    "failures.tsv",
+    "send_back.tsv",
+    "qc.json",
+    "report.html",
+    "gate.tsv",
+    POOL_STATS,
+)
 
 
 #: Cells of the records table per QC chunk (rows per chunk = this / columns): ~1,000,000 cells keep a chunk's
@@ -110,11 +122,13 @@ def stage_qc(
     center: str,
     no_checks: str = DEFAULT_NO_CHECKS,
     chunk_rows: int | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Check one center's records against its dictionary; write the QC outputs (:data:`OUTPUTS`) into ``out_dir``.
 
     ``weights`` override Table 2's per type; ``min_record_score`` (0-100) and ``min_type_scores`` ({type: 0-100},
-    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``.
+    on the type's pass rate) decide the gate; ``no_checks`` is ``renormalise`` or ``full_credit``; ``thresholds``
+    ({type, variable, rule id or ``<variable>.<type>``: failure rate in percent}) flag checks failing more often.
     The records are read and checked ``chunk_rows`` at a time (default: :data:`CHUNK_CELLS` cells), so memory
     stays flat; the outputs do not depend on the chunk size. Returns a short summary (records, score, failures,
     excluded).
@@ -122,6 +136,7 @@ def stage_qc(
     resolved = resolve_weights(weights)
     policy = check_policy(no_checks)
     threshold, minimums = check_gate(min_record_score, min_type_scores)
+    limits = check_thresholds(thresholds)
     dd = load_compiled(compiled_json)
     out = private_dir(out_dir)
     labels = {f.name: f.choices for f in dd.fields.values() if f.choices}
@@ -135,8 +150,10 @@ def stage_qc(
         min_type_scores=minimums,
         preview=EXCLUDED_PREVIEW,
         labels=labels,
+        thresholds=limits,
     )
     tables: RecordTables | None = None
+    pool_stats = PoolStatsAccumulator(dd, center)  # what the use case's pool step needs (oncofhir.qc.pool)
     with contextlib.ExitStack() as stack:
         page_rows = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out))
         for row_numbers, dags, columns in iter_columns(records_csv, chunk_rows):
@@ -157,6 +174,7 @@ def stage_qc(
                 tables = stack.enter_context(RecordTables(out, types, labels))
             tables.add(chunk)
             total.add(chunk)
+            pool_stats.add(row_numbers, chunk.record_ids, columns)
             try:
                 page_rows.write(failure_rows(chunk, labels))
             except OSError as exc:
@@ -165,6 +183,7 @@ def stage_qc(
         qc = total.finish()
         summary = qc.summary()
         write_tables(qc, out, summary)
+        pool_stats.write(out / POOL_STATS)
         page_rows.seek(0)
         with private_writer(out / "report.html") as page:
             for piece in center_page(qc, iter(lambda: page_rows.read(1 << 20), ""), summary):
@@ -180,22 +199,57 @@ def stage_qc(
     }
 
 
-def write_qc_index(qc_json_paths: list[str], out_html: str, *, min_score: float = 80.0) -> dict[str, Any]:
+def _read_json(path: str | Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OncofhirError(f"cannot read {what}: {exc}", path=str(path)) from None
+
+
+def _with_pool(center: dict[str, Any], pool: dict[str, Any] | None) -> None:
+    """Add the pool checks with a weight (``qc.pool.weights``) to a center's counts, table and total, in place.
+
+    The center's own page and gate stay as its QC job wrote them (the pool runs after every center); the QC index
+    and the use case's pooled score use these counts.
+    """
+    weights = {t: w for t, w in (pool or {}).get("settings", {}).get("weights", {}).items() if w > 0}
+    counts = {r["type"]: (r["fail"], r["pass"]) for r in [*center["table"], *center["unscored"]]}
+    counts = {t: fp for t, fp in counts.items() if sum(fp)}
+    mine = (pool or {}).get("per_center", {}).get(center["center"])
+    if weights and mine:
+        for t in weights:
+            counts[t] = (mine[t][0], mine[t][1])
+        policy = center["policy"]
+        table = score_table(counts, {**policy["weights"], **weights}, policy["no_checks"])
+        center["table"] = [_score_row(r) for r in table.rows]
+        center["total"] = _score_row(table.total)
+    center["counts"] = counts
+
+
+def _score_row(r: Any) -> dict[str, Any]:
+    return {"type": r.type, "fail": r.fail, "pass": r.passed, "weight": r.weight, "score": r.score}
+
+
+def write_qc_index(
+    qc_json_paths: list[str], out_html: str, *, min_score: float = 80.0, pool_json_paths: Sequence[str] = ()
+) -> dict[str, Any]:
     """The combined page: every center's scores, and each use case's score from its centers' pooled counts; a
-    center scoring below ``min_score`` (``qc.min_center_score``) is flagged.
+    center scoring below ``min_score`` (``qc.min_center_score``) is flagged. With the use cases' ``pool.json``
+    (:mod:`oncofhir.qc.pool`): each use case's drift heat map, outliers and duplicates per center, and the pool
+    checks given a weight in the scores.
 
     Centers of one use case must have been scored with the same weights and policy (one config), else pooling
     would mix incomparable numbers: that is an error.
     """
     out_path = Path(out_html)
+    pools = [_read_json(p, "QC pool result") for p in pool_json_paths]
+    pool_of = {p["use_case"]: p for p in pools}
     centers = []
     for path in qc_json_paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise OncofhirError(f"cannot read QC result: {exc}", path=str(path)) from None
+        data = _read_json(path, "QC result")
         report = Path(path).with_name("report.html")
         data["link"] = Path(os.path.relpath(report, out_path.parent)).as_posix()
+        _with_pool(data, pool_of.get(data["use_case"]))
         centers.append(data)
     centers.sort(key=lambda c: (c["use_case"], c["center"]))
     use_cases = []
@@ -210,21 +264,23 @@ def write_qc_index(qc_json_paths: list[str], out_html: str, *, min_score: float 
                 )
         counts: dict[str, tuple[int, int]] = {}
         for c in members:
-            for row in [*c["table"], *c["unscored"]]:
-                fail, passed = counts.get(row["type"], (0, 0))
-                counts[row["type"]] = (fail + row["fail"], passed + row["pass"])
-        counts = {t: fp for t, fp in counts.items() if sum(fp)}
+            for t, (f, p) in c["counts"].items():
+                fail, passed = counts.get(t, (0, 0))
+                counts[t] = (fail + f, passed + p)
+        weights = dict(policy["weights"])
+        weights.update({t: w for t, w in pool_of.get(uc, {}).get("settings", {}).get("weights", {}).items() if w > 0})
         use_cases.append(
             {
                 "use_case": uc,
                 "centers": len(members),
                 "records": sum(c["records"] for c in members),
                 "excluded": sum(c["gate"]["excluded"] for c in members),
-                "table": score_table(counts, policy["weights"], policy["no_checks"]),
+                "table": score_table(counts, weights, policy["no_checks"]),
             }
         )
+    links = {(c["use_case"], c["center"]): c["link"] for c in centers}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(out_path, index_page(centers, use_cases, min_score).encode("utf-8"))
+    write_private(out_path, index_page(centers, use_cases, min_score, pool_sections(pools, links)).encode("utf-8"))
     return {
         "centers": len(centers),
         "use_cases": {u["use_case"]: u["table"].total.score for u in use_cases},

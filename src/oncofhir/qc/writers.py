@@ -92,8 +92,11 @@ def failures_header() -> bytes:
     return to_bytes(FAILURES_COLUMNS, [])
 
 
-def failures_lines(chunk: ChunkQC) -> bytes:
-    """Every failed check of every record, record by record in dictionary order: the drill-down to send back."""
+def failures_lines(chunk: ChunkQC, labels: dict[str, dict[str, str]] | None = None) -> bytes:
+    """Every failed check of every record, record by record in dictionary order: the drill-down to send back.
+
+    A rule's or calculation's failure shows every variable it names (``bcstproxy: 0 = Basal-like; er: 45``),
+    coded values labelled with ``labels``."""
     result = chunk.result
     checks = result.checks
     records, which = np.nonzero((result.status == FAIL).T)  # row-major over records: sorted by record, then check
@@ -105,6 +108,8 @@ def failures_lines(chunk: ChunkQC) -> bytes:
     codes: dict[str, list[int]] = {}
     for k in set(which.tolist()):
         var = checks[k].variable
+        if checks[k].variables:
+            continue
         if var not in escaped:
             col = result.columns[var]
             escaped[var], codes[var] = cells(col.uniques), col.codes.tolist()
@@ -112,6 +117,9 @@ def failures_lines(chunk: ChunkQC) -> bytes:
     out = []
     append = out.append
     for r, k in zip(records.tolist(), which.tolist(), strict=True):
+        if checks[k].variables:
+            append(prefix[r] + middle[k] + cell(result.shown(k, r, labels or {})) + suffix[k])
+            continue
         values, value_codes = by_check[k]
         append(prefix[r] + middle[k] + values[value_codes[r]] + suffix[k])
     return "".join(out).encode("utf-8")
@@ -196,6 +204,7 @@ class RecordTables:
     def __init__(self, out_dir: Path, types: list[str], labels: dict[str, dict[str, str]] | None = None) -> None:
         self._stack = contextlib.ExitStack()
         self.types = types
+        self.labels = labels or {}
         self.records = self._stack.enter_context(private_writer(out_dir / "records.tsv"))
         self.failures = self._stack.enter_context(private_writer(out_dir / "failures.tsv"))
         self.gate = self._stack.enter_context(private_writer(out_dir / "gate.tsv"))
@@ -207,7 +216,7 @@ class RecordTables:
     def add(self, chunk: ChunkQC) -> None:
         """Append one chunk's lines."""
         self.records.write(records_lines(chunk, self.types))
-        self.failures.write(failures_lines(chunk))
+        self.failures.write(failures_lines(chunk, self.labels))
         self.gate.write(gate_lines(chunk))
         self.send_back.add(chunk)
 

@@ -6,6 +6,7 @@ import argparse
 import csv
 import importlib.abc
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,16 @@ def _decrypt(args: argparse.Namespace) -> int:
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .tables import table_files, write_database
 
+    if args.from_deposit:
+        from .deposit import cohort_from_deposit
+
+        if args.tables_dir or not args.sk:
+            raise ConfigError("cohort --from-deposit: give --sk KEY and the encrypted table folders, not --tables-dir")
+        out = cohort_from_deposit(args.from_deposit, args.sk, args.out, args.passphrase_env)
+        print(f"{args.out}: {out['tables']} table(s) with the rows of {out['files']} decrypted table file(s)")
+        return 0
+    if not args.tables_dir:
+        raise ConfigError("cohort: give --tables-dir, or --from-deposit with --sk")
     if not Path(args.tables_dir).is_dir():  # else an empty database, as if there were no tables
         raise ConfigError(f"--tables-dir {args.tables_dir}: folder not found")
     views = table_files(args.tables_dir)
@@ -112,8 +123,12 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     names, rows = query(args.db, args.sql)
     writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-    writer.writerow(names)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    try:
+        writer.writerow(names)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error; nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -159,8 +174,21 @@ def add_parsers(sub: Any) -> None:
     tb.add_argument("paths", nargs="*", help="with --decrypt: encrypted table files or folders holding them")
     tb.set_defaults(func=_cmd_tables)
 
-    co = sub.add_parser("cohort", help="write the DuckDB database of views over every center's Parquet tables")
-    co.add_argument("--tables-dir", required=True, help="folder holding <use case>/<center>/<view>.parquet")
+    co = sub.add_parser(
+        "cohort",
+        help="write the cohort DuckDB database: views over every center's Parquet tables, or (--from-deposit) "
+        "the rows of the encrypted tables",
+    )
+    co.add_argument("--tables-dir", help="folder holding <use case>/<center>/<view>.parquet")
+    co.add_argument(
+        "--from-deposit",
+        nargs="+",
+        metavar="PATH",
+        help="instead: encrypted tables (*.parquet.c4gh, or folders holding them), decrypted in memory with --sk; "
+        "the database then holds the rows (0600)",
+    )
+    co.add_argument("--sk", help="with --from-deposit: a recipient's Crypt4GH private key")
+    co.add_argument("--passphrase-env", help="with --from-deposit: environment variable holding the key's passphrase")
     co.add_argument("--out", required=True, help="the database file (e.g. results/tables/cohort.duckdb)")
     co.set_defaults(func=_cmd_cohort)
 

@@ -6,16 +6,18 @@ checksums as the bundles (pseudonym empty, like the center's NDJSON; the secret 
 stage, so a deposit still records one secret); the workflow's ``manifest`` rule merges them
 into ``ega/manifest.tsv`` and ``oncofhir verify`` checks them like every other file. A data user who downloaded the
 files runs ``oncofhir tables --decrypt --sk KEY FILES-OR-FOLDERS --out-dir tables/`` to get the Parquet files back
-in the workflow's layout and a ``cohort.duckdb`` over them.
+in the workflow's layout and a ``cohort.duckdb`` over them; the workflow builds its own ``cohort.duckdb`` from the
+same files (:func:`cohort_from_deposit`) when it holds a recipient's private key.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from ..deposit.manifest import TABLES, format_manifest
 from ..deposit.names import C4GH_SUFFIX, ega_name_problem
 from ..errors import ConfigError, InputDataError
 from ..io_utils import clean_stale, private_writer, temp_path, write_private
-from .tables import PARQUET, private_tree, table_files, write_database
+from .tables import PARQUET, private_tree, table_files, write_database, write_rows_database
 
 _NAME = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z][A-Za-z0-9_]*)\.parquet\.c4gh$")
 
@@ -165,31 +167,85 @@ def _encrypted_tables(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
+def _named(files: Sequence[Path]) -> list[tuple[Path, str, str, str]]:
+    """(file, use case, center, view) of each encrypted table, from its name; a foreign name is refused."""
+    named = []
+    for path in files:
+        m = _NAME.match(path.name)
+        if not m:
+            raise InputDataError("not an oncofhir table name (<use case>.<center>.<view>.parquet.c4gh)", path=str(path))
+        named.append((path, *m.groups()))
+    return named
+
+
+def _decrypt_to(keys: list[Any], path: Path, dest: Any) -> None:
+    from crypt4gh import lib
+
+    with open(path, "rb") as src:
+        try:
+            lib.decrypt(keys, src, dest)
+        except Exception as exc:  # a wrong key or a damaged file: the user's to fix, named
+            raise InputDataError(f"does not decrypt with this key ({type(exc).__name__})", path=str(path)) from None
+
+
+def _keys(private_key: str | Path, passphrase_env: str | None) -> list[Any]:
+    quiet_crypt4gh()
+    return [(0, load_private_key(str(private_key), passphrase_env or PASSPHRASE_ENV), None)]
+
+
 def decrypt_tables(
     paths: Sequence[str | Path], private_key: str | Path, out_dir: str | Path, passphrase_env: str | None = None
 ) -> dict[str, Any]:
     """Decrypt downloaded ``<uc>.<center>.<view>.parquet.c4gh`` files into ``out_dir/<uc>/<center>/<view>.parquet``
     (0600 in 0700 folders) and write ``out_dir/cohort.duckdb`` over them."""
-    from crypt4gh import lib
-
-    quiet_crypt4gh()
-    keys = [(0, load_private_key(str(private_key), passphrase_env or PASSPHRASE_ENV), None)]
+    keys = _keys(private_key, passphrase_env)
     files = _encrypted_tables(paths)
     if not files:
         raise InputDataError("no encrypted table (*.parquet.c4gh) found", path=", ".join(map(str, paths)))
     out = Path(out_dir)
     written = 0
-    for path in files:
-        m = _NAME.match(path.name)
-        if not m:
-            raise InputDataError("not an oncofhir table name (<use case>.<center>.<view>.parquet.c4gh)", path=str(path))
-        use_case, center, view = m.groups()
+    for path, use_case, center, view in _named(files):
         folder = private_tree(out, out / use_case / center)
-        with open(path, "rb") as src, private_writer(folder / f"{view}{PARQUET}") as dest:
-            try:
-                lib.decrypt(keys, src, dest)
-            except Exception as exc:  # a wrong key or a damaged file: the user's to fix, named
-                raise InputDataError(f"does not decrypt with this key ({type(exc).__name__})", path=str(path)) from None
+        with private_writer(folder / f"{view}{PARQUET}") as dest:
+            _decrypt_to(keys, path, dest)
         written += 1
     views = write_database(out, table_files(out), out / "cohort.duckdb")
     return {"files": written, "tables": views, "database": str(out / "cohort.duckdb")}
+
+
+def cohort_from_deposit(
+    paths: Sequence[str | Path], private_key: str | Path, out: str | Path, passphrase_env: str | None = None
+) -> dict[str, Any]:
+    """Write the cohort database ``out`` with the rows of every encrypted table under ``paths`` (the workflow's
+    ``ega/tables/<uc>/<center>`` folders), decrypted in memory: one DuckDB table per view, every center's rows.
+
+    The workflow's way to a local cohort database when the plaintext tables are deleted once encrypted
+    (``deposit.temp_plaintext``): the encrypted tables are final outputs, so one changed center reruns only its own
+    jobs and this one. No decrypted Parquet file is written; the database holds the rows (0600, in a 0700 folder).
+    It is also the data user's path (:func:`decrypt_tables`), so each run proves the deposit decrypts and reads.
+    """
+    import pyarrow.parquet as pq
+
+    keys = _keys(private_key, passphrase_env)
+    files = _encrypted_tables(paths)
+    if not files:
+        raise InputDataError("no encrypted table (*.parquet.c4gh) found", path=", ".join(map(str, paths)))
+    by_view: dict[str, list[Path]] = {}
+    for path, _use_case, _center, view in sorted(_named(files), key=lambda n: (n[3], n[1], n[2])):
+        by_view.setdefault(view, []).append(path)
+
+    def tables() -> Iterator[tuple[str, list[Any]]]:
+        for view, sources in sorted(by_view.items()):  # one view in memory at a time
+            parts = []
+            for path in sources:
+                buffer = io.BytesIO()
+                _decrypt_to(keys, path, buffer)
+                buffer.seek(0)
+                try:
+                    parts.append(pq.read_table(buffer))
+                except Exception as exc:  # decrypted, but not Parquet: a damaged or foreign file
+                    raise InputDataError(f"not a Parquet table once decrypted ({exc})", path=str(path)) from None
+            yield view, parts
+
+    n = write_rows_database(tables(), out)
+    return {"files": len(files), "tables": n, "database": str(out)}

@@ -5,9 +5,10 @@ column types follow the view's column types (decimal -> double, integer -> int64
 ``collection`` -> list of strings, everything else string). The files are pseudonymised patient data: written
 0600 in 0700 folders, atomically.
 
-The DuckDB database (``cohort.duckdb``) holds only views over the Parquet files, one per ViewDefinition name,
-merging every center of the use case; paths are relative to the database's folder, so it holds no patient data
-and moves with the folder (``oncofhir query`` sets DuckDB's ``file_search_path`` to it).
+The DuckDB database (``cohort.duckdb``) has one table or view per ViewDefinition name, merging every center of the
+use case. Over local Parquet files (:func:`write_database`) it holds only views, with paths relative to its folder,
+so it holds no patient data and moves with the folder (``oncofhir query`` sets DuckDB's ``file_search_path`` to
+it). Built from the deposit (:func:`write_rows_database`) it holds the rows: pseudonymised patient data, 0600.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..io_utils import DIR_MODE, clean_stale, private_dir, private_writer, temp_
 from .runner import Column, CompiledView, ViewError
 
 PARQUET = ".parquet"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SAFE_TABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*/[A-Za-z0-9][A-Za-z0-9_-]*/[A-Za-z][A-Za-z0-9_]*\.parquet$")
 
 
@@ -227,13 +229,56 @@ def write_database(tables_dir: str | Path, views: dict[str, list[str]], out: str
     return len(views)
 
 
+def write_rows_database(tables: Iterable[tuple[str, list[Any]]], out: str | Path) -> int:
+    """Write ``out`` (DuckDB, 0600 in a 0700 folder) holding one table per name with the rows of its Arrow tables
+    (every center's, in the order given); returns the number of tables.
+
+    Unlike :func:`write_database` the rows are inside: the workflow builds this database from the deposit, whose
+    decrypted Parquet files exist only in memory (docs/tables.md#tables-and-the-cohort-database). Written under a
+    temp name and renamed, so a killed job leaves the previous database or none.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    out = Path(out)
+    private_dir(out.parent)
+    clean_stale(out)  # what a killed run left
+    tmp = temp_path(out)
+    tmp.unlink(missing_ok=True)
+    n = 0
+    try:
+        con = duckdb.connect(str(tmp))  # in the 0700 folder: no one else can read it while it is written
+        try:
+            os.chmod(tmp, 0o600)
+            for name, parts in tables:
+                if not _TABLE_NAME.match(name):  # the name goes into SQL text
+                    raise TableError(f"unexpected table name {name!r} (letters, digits and _ only)")
+                con.register("oncofhir_rows", pa.concat_tables(parts, promote_options="default"))
+                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM oncofhir_rows')  # noqa: S608 (name checked)
+                con.unregister("oncofhir_rows")
+                n += 1
+        finally:
+            con.close()
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+        raise
+    return n
+
+
 def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one SQL statement on the cohort database (Parquet paths resolved against its folder)."""
     import duckdb
 
     db = Path(database)
     if not db.exists():
-        raise QueryError("cohort database not found (run the workflow, or oncofhir tables --decrypt)", path=str(db))
+        raise QueryError(
+            "cohort database not found (run the workflow; for real data with deposit.temp_plaintext set "
+            "tables.cohort.sk; or build one from the deposit with oncofhir tables --decrypt)",
+            path=str(db),
+        )
     con = duckdb.connect(str(db), read_only=True)
     try:
         folder = str(db.resolve().parent).replace("'", "''")
