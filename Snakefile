@@ -40,6 +40,7 @@ include: "workflow/rules/views.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/ig.smk"
+include: "workflow/rules/fhir_server.smk"
 
 
 rule all:

@@ -77,7 +77,9 @@ def _parsers(parser: argparse.ArgumentParser, name: str = "oncofhir") -> list[tu
 def test_every_option_has_help_and_shows_its_default(monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # no line wrapping inside a long default path
     parsers = _parsers(build_parser())
-    assert len(parsers) == 22  # oncofhir, dictionary (lint, compile), twelve other commands, 4 views, 3 privacy
+    assert (
+        len(parsers) == 24
+    )  # oncofhir, dictionary (lint, compile), twelve other commands, 4 views, 3 privacy, 2 server
     for name, parser in parsers:
         text = parser.format_help()
         for action in parser._actions:

@@ -1,10 +1,10 @@
 """``oncofhir`` command line: every workflow stage, usable without Snakemake.
 
 Exit codes (:data:`EXIT_CODES`, shown by ``oncofhir --help``): 0 success, 1 validation errors found (``validate``,
-``validate-center``, ``verify``), 2 usage or configuration, 3 dictionary, 4 input data, 5 out of resources (no space
-left on the disk or quota, out of memory), 70 internal error (a bug), 130 interrupted (Ctrl-C). User errors print one
-readable message (file, row, column, value), never a traceback; an internal error prints one line, its traceback goes
-to the ``--log`` file only.
+``validate-center``, ``verify``) or a failed load (``load``, ``server-verify``), 2 usage or configuration, 3
+dictionary, 4 input data, 5 out of resources (no space left on the disk or quota, out of memory), 70 internal error
+(a bug), 130 interrupted (Ctrl-C). User errors print one readable message (file, row, column, value), never a
+traceback; an internal error prints one line, its traceback goes to the ``--log`` file only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ DEFAULT_ONTOLOGIES = str(ONTOLOGIES)
 EXIT_CODES = """\
 exit codes:
   0   success
-  1   validation errors found (validate, validate-center, verify)
+  1   validation errors found (validate, validate-center, verify); a center not loaded or a count that differs
+      (load, server-verify)
   2   usage or configuration error (also a path that cannot be used: no permission, read-only, file vs folder)
   3   dictionary error (data dictionary, mapping or ontology table)
   4   input data error (an export, records or bundles that cannot be read)
@@ -562,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_views_parsers(sub)
     _add_privacy_commands(sub)
+    from .server.cli import add_parsers as add_server_parsers  # load, server-verify (docs/fhir-server.md)
+
+    add_server_parsers(sub, DEFAULT_DICTIONARIES, DEFAULT_ONTOLOGIES)
     return p
 
 

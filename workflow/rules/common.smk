@@ -387,6 +387,35 @@ def get_final_outputs():
         f"{RESULTS}/qc/index.html",
         *get_ig_package(),
         *per_center(f"{RESULTS}/validation/{{use_case}}/{{center}}/summary.json"),
+        *get_server_reports(),
+    ]
+
+
+FHIR_SERVER = config["fhir_server"]
+
+
+def fhir_server_args(wildcards, load=True):
+    """The server options of `oncofhir load` / `server-verify` from fhir_server (the token's variable name only)."""
+    args = [
+        f"--server {shlex.quote(FHIR_SERVER['url'])}",
+        f"--timeout {FHIR_SERVER['timeout']}",
+    ]
+    if FHIR_SERVER["token_env"]:
+        args.append(f"--token-env {shlex.quote(FHIR_SERVER['token_env'])}")
+    if load:
+        args.append(
+            f"--batch {FHIR_SERVER['batch']} --in-flight {FHIR_SERVER['in_flight']}"
+        )
+    return " ".join(args)
+
+
+def get_server_reports():
+    """Each center's load report and the query check, when fhir_server.enabled (the run report shows them)."""
+    if not FHIR_SERVER["enabled"]:
+        return []
+    return [
+        *per_center(f"{RESULTS}/server/{{use_case}}/{{center}}.json"),
+        f"{RESULTS}/server/verify.json",
     ]
 
 

@@ -13,6 +13,7 @@ rule run_summary:
         # linked from the report's "send back" column: made (by the qc rule) whenever the report is
         send_back=per_center(f"{RESULTS}/qc/{{use_case}}/{{center}}/send_back.tsv"),
         ig=get_ig_package(),
+        server=get_server_reports(),
     output:
         tsv=f"{RESULTS}/report/run_summary.tsv",
         html=f"{RESULTS}/report/index.html",

@@ -18,6 +18,10 @@ if inp.ig:  # ig.enabled: links to the data-model pages (results/ig/<use case>.h
     sections.append(
         data_model_section(os.path.dirname(inp.ig[0]), os.path.dirname(sm.output.html), sm.params.use_cases)
     )
+if inp.server:  # fhir_server.enabled: the centers' load reports, then the query check (results/server/verify.json)
+    from oncofhir.server.html import server_section
+
+    sections.append(server_section(list(inp.server)[:-1], inp.server[-1]))
 run(
     sm,
     lambda: write_run_summary(centers, sm.output.tsv, sm.output.html, sections, min_score=sm.params.min_center_score),

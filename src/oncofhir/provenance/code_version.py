@@ -56,13 +56,21 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "privacy": ("oncofhir.cli", "oncofhir.privacy.stage"),
     "encrypt": ("oncofhir.cli", "oncofhir.deposit.encrypt"),
     "manifest": ("oncofhir.smk", "oncofhir.deposit.manifest"),
-    "run_summary": ("oncofhir.smk", "oncofhir.report", "oncofhir.privacy.html", "oncofhir.ig.report_section"),
+    "run_summary": (
+        "oncofhir.smk",
+        "oncofhir.report",
+        "oncofhir.privacy.html",
+        "oncofhir.ig.report_section",
+        "oncofhir.server.html",
+    ),
     "implementation_guide": ("oncofhir.cli", "oncofhir.ig.build"),
     "ro_crate": ("oncofhir.smk", "oncofhir.provenance.crate"),
     "report_file": ("oncofhir.smk", "oncofhir.report_file"),
     "views": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.generate"),
     "tables": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.stage", "oncofhir.views.deposit"),
     "cohort_db": ("oncofhir.cli", "oncofhir.views.cli", "oncofhir.views.tables", "oncofhir.views.deposit"),
+    "fhir_server_load": ("oncofhir.cli", "oncofhir.server.cli", "oncofhir.server.load", "oncofhir.server.searches"),
+    "fhir_server_verify": ("oncofhir.cli", "oncofhir.server.cli", "oncofhir.server.verify"),
 }
 
 #: Files a module reads at run time besides Python (module -> glob under the package): the page templates decide
