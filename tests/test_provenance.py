@@ -153,7 +153,8 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, compiled) -> Copy:
     config = tmp / "config.yaml"
     config.write_text(
         f"centers: {sheet}\nresults: {tmp / 'results'}\n"
-        f"deposit: {{demo_keys: false, recipients: [{tmp / 'keys' / 'ega.pub'}]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{tmp / 'keys' / 'ega.pub'}]}}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     first, _ = _snakemake(root, config, tmp, "--cores", "2")

@@ -19,6 +19,7 @@ import pytest
 from helpers import RECORD_JOBS, REPO, workflow_env
 
 from oncofhir.demo import generate
+from oncofhir.ig.install import installed_sushi, npm_available
 
 USE_CASES = ("uc1", "uc3")
 CENTERS = ("site_a", "site_b")
@@ -28,6 +29,7 @@ REAL_SECRET = "a-real-secret-of-32-characters!!"  # real (not generated) exports
 
 
 Job = tuple[str, str, str]  # (rule, use_case, center); aggregates have "" for both
+IG_JOB: Job = ("implementation_guide", "", "")
 
 
 @dataclass
@@ -148,6 +150,9 @@ def test_a_changed_export_reruns_only_its_center(consortium: Consortium, tmp_pat
         plan = dry_run(tmp_path, consortium.config)
         assert_only(plan, consortium, "uc3", "site_b")
         assert ("fhir", "uc3", "site_b") in plan.jobs
+        # the IG (ig.enabled auto: built on the first run where SUSHI or npm is there) depends on no export
+        assert (IG_JOB in consortium.first_run.jobs) == (installed_sushi() is not None or npm_available())
+        assert IG_JOB not in plan.jobs
     finally:
         export.write_bytes(original)  # same content, newer time stamp: nothing to do again (as when touched)
 

@@ -6,10 +6,13 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 from helpers import REPO, workflow_env
+
+from oncofhir.ig.install import installed_sushi, npm_available
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -115,6 +118,16 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
     ]
     assert "tst_patients" in views
     assert summary[1].split("\t")[-1].startswith("100% (")  # the round trip
+    # its IG (ig.enabled auto: built where SUSHI or npm is, as in CI): profiles and page, claimed by the bundles
+    claims = json.loads(bundles[0].read_text())["meta"].get("profile")
+    if installed_sushi() is not None or npm_available():
+        with tarfile.open(tmp_path / "results" / "ig" / "package.tgz") as tar:
+            names = set(tar.getnames())
+        assert {"package/StructureDefinition-tst.json", "package/ConceptMap-TstAnswerMap.json"} <= names
+        assert (tmp_path / "results" / "ig" / "tst.html").is_file()
+        assert claims == ["https://oncofhir.example.org/fhir/StructureDefinition/tst"]
+    else:
+        assert claims is None
     second = subprocess.run([*cmd, "-n"], cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr
 
