@@ -15,6 +15,9 @@ rule implementation_guide:
         sushi=f"{RESULTS}/logs/implementation_guide.sushi.log",
     benchmark:
         f"{RESULTS}/benchmarks/implementation_guide.tsv"
+    # the longest single job of the demo (SUSHI, and npm on first use), ready as soon as the dictionaries are
+    # compiled: started first, it runs beside the per-center jobs instead of after them
+    priority: 10
     conda:
         ENV
     params:
