@@ -69,3 +69,30 @@ except SystemExit as exc:
 with open(sys.argv[1], "w") as handle:
     json.dump({"exit": code, "jobs": jobs}, handle)
 """
+
+
+def record_jobs(
+    args: list[str], *, cwd: Path, env: dict[str, str], timeout: int = 600
+) -> tuple[int, set[tuple[str, str, str]], str]:
+    """Snakemake with ``args`` in-process under :data:`RECORD_JOBS`: its exit code, the (rule, use_case, center)
+    of every job it scheduled or ran (aggregates have "" for both), and its console output."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    record = Path(cwd) / f".jobs-{time.monotonic_ns()}.json"
+    result = subprocess.run(
+        [sys.executable, "-c", RECORD_JOBS, str(record), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = result.stdout + result.stderr
+    assert record.exists(), output[-3000:]
+    data = json.loads(record.read_text())
+    record.unlink()
+    jobs = {(j["rule"], j["wildcards"].get("use_case", ""), j["wildcards"].get("center", "")) for j in data["jobs"]}
+    return data["exit"] or 0, jobs, output

@@ -88,6 +88,8 @@ def test_duplicates_repeats_ragged_and_blank_ids_are_rejected_with_reasons(tmp_p
             "A4,s,,,0,78",
             row.format(rid="", rpt="", inst=""),
             row.format(rid="A5", rpt="", inst=""),
+            row.format(rid='"A6\tx"', rpt="", inst=""),
+            row.format(rid="A7\x1b", rpt="", inst=""),
         ],
         header=header,
     )
@@ -99,8 +101,10 @@ def test_duplicates_repeats_ragged_and_blank_ids_are_rejected_with_reasons(tmp_p
         (5, "A3", "repeating instrument 'biopsy' instance 2: this data model has no repeating instruments"),
         (6, "A4", "row has 6 cells, the header has 19"),
         (7, "", "blank record id (column 'record_id')"),
+        (9, "A6\\tx", "record id holds the control character U+0009 (column 'record_id'): fix it in REDCap"),
+        (10, "A7\\x1b", "record id holds the control character U+001B (column 'record_id'): fix it in REDCap"),
     ]
-    assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 7
+    assert result.report["rows_in"] == result.report["records"] + result.report["rejected"] == 9
 
 
 def test_require_complete(tmp_path: Path, compiled) -> None:
@@ -358,9 +362,11 @@ def test_streamed_files_equal_the_in_memory_result_for_any_chunk_size(tmp_path: 
     assert sorted(p.name for p in (tmp_path / "1").iterdir()) == ["r.csv", "x.tsv"]  # no spool left behind
 
 
-def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -> None:
-    """End to end from the Snakefile: a labels and a semicolon export fail their ingest jobs with the message; a raw
-    export next to them is ingested; logs are 0600."""
+@pytest.mark.parametrize("on_refused", ["fail", "report"])
+def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path, on_refused: str) -> None:
+    """End to end from the Snakefile: a labels and a semicolon export fail their ingest jobs with the message
+    (``ingest.on_refused: fail``) or are reported as refused, their rows rejected (``report``, the default); a raw
+    export next to them is ingested either way; logs are 0600."""
     import subprocess
     import sys
 
@@ -380,6 +386,7 @@ def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -
     config = tmp_path / "config.yaml"
     config.write_text(  # real exports: no demo keys, a real secret
         f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/r\ndeposit: {{enabled: false, demo_keys: false}}\n"
+        f"ingest: {{on_refused: {on_refused}}}\n"
     )
     targets = [f"{tmp_path}/r/ingest/uc1/{center}/report.json" for center in exports]
     result = subprocess.run(
@@ -390,18 +397,32 @@ def test_the_workflow_fails_only_the_centers_with_such_exports(tmp_path: Path) -
         text=True,
         timeout=300,
     )
-    assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert (
-        f"oncofhir: error: {tmp_path / 'labels.csv'}: this export holds labels; export raw data (codes) from REDCap "
-        "(42 of 42 values of coded columns are choice labels; e.g. column 'sex' holds 'female', the label of code 1)"
-    ) in out
-    assert (
-        f"oncofhir: error: {tmp_path / 'semi.csv'}: semicolon-separated; export CSV from REDCap (comma-separated raw "
-        "data, not a file saved by Excel)"
-    ) in out
+    labels = (
+        "this export holds labels; export raw data (codes) from REDCap (42 of 42 values of coded columns are choice "
+        "labels; e.g. column 'sex' holds 'female', the label of code 1)"
+    )
+    semi = "semicolon-separated; export CSV from REDCap (comma-separated raw data, not a file saved by Excel)"
     assert json.loads((tmp_path / "r/ingest/uc1/raw/report.json").read_text())["records"] == 3
-    assert not (tmp_path / "r/ingest/uc1/labels/records.csv").exists()
+    if on_refused == "fail":
+        assert result.returncode != 0
+        assert f"oncofhir: error: {tmp_path / 'labels.csv'}: {labels}" in out
+        assert f"oncofhir: error: {tmp_path / 'semi.csv'}: {semi}" in out
+        assert not (tmp_path / "r/ingest/uc1/labels/records.csv").exists()
+    else:
+        assert result.returncode == 4, out[-3000:]
+        for center, reason in (("labels", labels), ("semi", semi)):
+            report = json.loads((tmp_path / f"r/ingest/uc1/{center}/report.json").read_text())
+            assert (report["refused"], report["rows_in"], report["records"], report["rejected"]) == (reason, 3, 0, 3)
+            rejects = (tmp_path / f"r/ingest/uc1/{center}/rejects.tsv").read_text().splitlines()
+            assert rejects[1:] == [
+                f"{k}\t{rid}\tingest\texport refused: {reason}"
+                for k, rid in (
+                    (2, "A0" if center == "labels" else ""),
+                    (3, "A1" if center == "labels" else ""),
+                    (4, "A2" if center == "labels" else ""),
+                )
+            ]
     for center in exports:
         assert (tmp_path / f"r/logs/ingest/uc1/{center}.log").stat().st_mode & 0o777 == 0o600
 

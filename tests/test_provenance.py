@@ -13,12 +13,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import RECORD_JOBS, REPO, workflow_env
+from helpers import REPO, record_jobs, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.provenance.code_version import STAGE_MODULES, closure, stage_code_version
@@ -114,32 +113,10 @@ class Copy:
 
 
 def _snakemake(copy_root: Path, config: Path, tmp: Path, *args: str) -> tuple[set[Job], str]:
-    record = tmp / f"jobs-{time.monotonic_ns()}.json"
     env = workflow_env(SECRET, PYTHONPATH=str(copy_root / "src"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            RECORD_JOBS,
-            str(record),
-            "-s",
-            str(copy_root / "Snakefile"),
-            "--configfile",
-            str(config),
-            "--notemp",
-            *args,
-        ],
-        cwd=copy_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    output = result.stdout + result.stderr
-    assert record.exists(), output[-3000:]
-    data = json.loads(record.read_text())
-    assert data["exit"] in (0, None), output[-3000:]
-    jobs = {(j["rule"], j["wildcards"].get("use_case", ""), j["wildcards"].get("center", "")) for j in data["jobs"]}
+    args = ("-s", str(copy_root / "Snakefile"), "--configfile", str(config), "--notemp", *args)
+    code, jobs, output = record_jobs(list(args), cwd=copy_root, env=env)
+    assert code == 0, output[-3000:]
     return jobs, output
 
 

@@ -227,7 +227,7 @@ def _round_trip(root: Path, reports: CenterReports, name: str = "site_a") -> Cen
     return replace(reports, roundtrip=out / f"{name}.json")
 
 
-def test_the_round_trip_is_the_last_column_and_on_the_page(tmp_path: Path) -> None:
+def test_the_round_trip_is_a_column_and_on_the_page(tmp_path: Path) -> None:
     """A formula-like record id (written to the index as a spreadsheet-safe cell) still joins its record to its
     wide-view row: the round trip checks as many values as with a plain id."""
     compiled = tmp_path / "plain" / "uc3.json"
@@ -240,9 +240,9 @@ def test_the_round_trip_is_the_last_column_and_on_the_page(tmp_path: Path) -> No
         tsv, page = tmp_path / folder / "report" / "run_summary.tsv", tmp_path / folder / "report" / "index.html"
         assert write_run_summary([reports], tsv, page) == "1 center(s), 3 bundles, 0 needing attention"
         header, row = (line.split("\t") for line in tsv.read_text().splitlines())
-        assert header[-1] == "roundtrip" and header == COLUMNS
-        counts[folder] = row[-1]
-        assert f'<td><a href="../roundtrip/uc3/site_a.tsv">{row[-1]}</a></td>' in page.read_text()
+        assert header[-2:] == ["roundtrip", "refused"] and header == COLUMNS and row[-1] == ""
+        counts[folder] = row[-2]
+        assert f'<td><a href="../roundtrip/uc3/site_a.tsv">{row[-2]}</a></td>' in page.read_text()
         assert "<th>round trip</th>" in page.read_text()
     assert counts["formula"] == counts["plain"] and counts["plain"].startswith("100% (")
     table = (tmp_path / "formula" / "roundtrip" / "uc3" / "site_a.tsv").read_text().splitlines()
@@ -253,5 +253,5 @@ def test_the_round_trip_is_the_last_column_and_on_the_page(tmp_path: Path) -> No
     result.update(passed=False, recovered_percent=97.5, failures=[{"variable": "tumor_size", "rows": [2]}])
     Path(reports.roundtrip).write_text(json.dumps(result))
     assert write_run_summary([reports], tsv, page) == "1 center(s), 3 bundles, 1 needing attention"
-    assert tsv.read_text().splitlines()[1].split("\t")[-1] == "FAIL 97.5% (lost/changed: tumor_size)"
+    assert tsv.read_text().splitlines()[1].split("\t")[-2] == "FAIL 97.5% (lost/changed: tumor_size)"
     assert '<tr class="bad"><td>uc3</td><td>site_a</td>' in page.read_text()

@@ -7,16 +7,13 @@ and the per-center stages are taken from the first run's jobs, so a new stage ne
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import RECORD_JOBS, REPO, workflow_env
+from helpers import REPO, record_jobs, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.ig.install import installed_sushi, npm_available
@@ -43,22 +40,8 @@ class Plan:
 
 def snakemake(tmp: Path, config: Path, *args: str) -> Plan:
     """Run (or, with -n, plan) the workflow on ``config``; the jobs it schedules."""
-    record = tmp / f"jobs-{time.monotonic_ns()}.json"
-    result = subprocess.run(
-        [sys.executable, "-c", RECORD_JOBS, str(record), "--configfile", str(config), *args],
-        cwd=REPO,
-        env=workflow_env(REAL_SECRET),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = result.stdout + result.stderr
-    assert record.exists(), output[-3000:]
-    data = json.loads(record.read_text())
-    assert data["exit"] in (0, None), output[-3000:]
-    jobs = {
-        (job["rule"], job["wildcards"].get("use_case", ""), job["wildcards"].get("center", "")) for job in data["jobs"]
-    }
+    code, jobs, output = record_jobs(["--configfile", str(config), *args], cwd=REPO, env=workflow_env(REAL_SECRET))
+    assert code == 0, output[-3000:]
     return Plan(jobs, output)
 
 

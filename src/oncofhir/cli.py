@@ -97,8 +97,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from .pipeline import stage_ingest
 
     report = stage_ingest(
-        args.dictionary, args.export, args.records, args.rejects, args.report, require_complete=args.require_complete
+        args.dictionary,
+        args.export,
+        args.records,
+        args.rejects,
+        args.report,
+        require_complete=args.require_complete,
+        on_refused=args.on_refused,
     )
+    if report.get("refused"):
+        print(
+            f"oncofhir: {args.export}: export refused: {report['refused']} "
+            f"(its {report['rows_in']} rows are in {args.rejects}; the run goes on without them)",
+            file=sys.stderr,
+        )
     print(
         f"{args.export}: {report['rows_in']} rows, {report['records']} records, {report['rejected']} rejected; "
         f"unknown columns: {', '.join(report['unknown_columns']) or 'none'}; "
@@ -367,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--rejects", required=True, help="output: rejected rows TSV")
     ing.add_argument("--report", required=True, help="output: ingest report JSON")
     ing.add_argument("--require-complete", action="store_true", help="reject records whose form is not Complete")
+    ing.add_argument(
+        "--on-refused",
+        choices=["fail", "report"],
+        default="fail",
+        help="an export refused as a whole (labels, wrong separator, another use case's columns): exit 4, or put "
+        "every row in the rejects with the reason and exit 0 (the workflow's ingest.on_refused)",
+    )
     ing.set_defaults(func=_cmd_ingest)
 
     qc = sub.add_parser("qc", help="score data quality (the paper's Table 2), write the drill-down and the gate")

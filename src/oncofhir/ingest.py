@@ -433,6 +433,11 @@ class _Ingest:
                 if not rid:
                     scan.rejects.append(Reject(line, "", "ingest", f"blank record id (column '{cols.record_id}')"))
                     continue
+                bad = _control(rid)
+                if bad is not None:
+                    why = f"record id holds the control character {bad} (column '{cols.record_id}'): fix it in REDCap"
+                    scan.rejects.append(Reject(line, rid.encode("unicode_escape").decode("ascii"), "ingest", why))
+                    continue
                 rpt = cells[cols.repeat].strip() if cols.repeat is not None else None
                 inst = cells[cols.instance].strip() if cols.instance is not None else None
                 if rpt or (inst and inst not in {"", "1"}):
@@ -582,6 +587,18 @@ def _runs_on(cells: list[str]) -> bool:
 
 def _breaks(cell: str) -> bool:
     return "\n" in cell or "\r" in cell
+
+
+def _control(rid: str) -> str | None:
+    """The first control character of a record id as U+XXXX, or None.
+
+    Why: a record id is written to TSV indexes, logs and report pages and keys the pseudonym; a tab, escape or
+    NUL in it would corrupt those files or the terminal, and REDCap never creates one on its own.
+    """
+    for ch in rid:
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            return f"U+{ord(ch):04X}"
+    return None
 
 
 def _column(header: list[str], k: int) -> str:
@@ -774,3 +791,65 @@ def iter_rejects(path: str | Path) -> Iterator[Reject]:
         for line in handle:
             cells = [unescape(c) for c in line.rstrip("\n").split("\t")]
             yield Reject(int(cells[0]), cells[1], cells[2], cells[3])
+
+
+def refuse_export(
+    path: str | Path, dd: CompiledDictionary, error: InputDataError, records_out: str | Path, rejects_out: str | Path
+) -> dict[str, Any]:
+    """Account for an export refused as a whole (labels, semicolons, another use case's columns...): no records,
+    every data row in the rejects with the refusal as its reason, and a report saying why; returns the report.
+
+    Why: a refused export used to fail its ``ingest`` job, and with it every run-wide output (run report, merged
+    manifest, provenance), so one hospital's wrong file left the other 34 centers without a report or deposit. The
+    workflow now records the refusal like any reject and goes on (``ingest.on_refused: report``); the run still
+    ends with an error naming the refused centers. Rows are counted as CSV records after line 1 (undecodable bytes
+    replaced), so rows in = records (0) + rejected still holds; a file that cannot be read at all counts 0 rows.
+    """
+    path = Path(path)
+    reason = f"export refused: {error.args[0]}"
+    rejects: list[Reject] = []
+    sha, size, lines = hashlib.sha256(), 0, 0
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(BLOCK):
+                sha.update(block)
+                size += len(block)
+                lines += block.count(b"\n")
+        allow_large_fields()
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rid_i = header.index(dd.record_id) if dd.record_id in header else None
+            line = reader.line_num
+            for cells in reader:
+                start, line = line + 1, reader.line_num
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                rid = cells[rid_i].strip() if rid_i is not None and rid_i < len(cells) else ""
+                if _breaks(rid) or _control(rid) is not None:
+                    rid = rid.encode("unicode_escape").decode("ascii")
+                rejects.append(Reject(start, rid, "ingest", reason))
+    except OSError:
+        rejects = []  # unreadable: nothing can be counted; the report says why
+    records_out = Path(records_out)
+    records_out.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    columns = [n for n, f in dd.fields.items() if f.type != "descriptive"] + dd.complete_columns
+    with private_writer(records_out) as out:
+        out.write(_header_line(columns))
+    Path(rejects_out).parent.mkdir(parents=True, exist_ok=True)
+    write_rejects(rejects, rejects_out)
+    return {
+        "export": str(path),
+        "sha256": sha.hexdigest(),
+        "bytes": size,
+        "use_case": dd.use_case,
+        "dictionary_version": dd.version,
+        "lines": lines,
+        "rows_in": len(rejects),
+        "records": 0,
+        "rejected": len(rejects),
+        "unknown_columns": [],
+        "missing_columns": [],
+        "data_access_groups": {},
+        "refused": str(error.args[0]) + "".join(f"; {d}" for d in error.details),
+    }

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from .deposit.pseudonym import PSEUDONYM_SYSTEM
 from .dictionary import load_compiled
-from .errors import OncofhirError
-from .ingest import Records, Reject, ingest_to_files, iter_records, iter_rejects
+from .errors import InputDataError, OncofhirError
+from .ingest import Records, Reject, ingest_to_files, iter_records, iter_rejects, refuse_export
 from .io_utils import clean_stale, private_parents, write_private, write_text_atomic
 
 if TYPE_CHECKING:
@@ -89,11 +89,22 @@ def stage_ingest(
     report_out: str | Path,
     *,
     require_complete: bool = False,
+    on_refused: str = "fail",
 ) -> dict[str, Any]:
-    """Read a center's export, streaming; write the normalised records, the rejects and a JSON report."""
+    """Read a center's export, streaming; write the normalised records, the rejects and a JSON report.
+
+    An export refused as a whole (:class:`InputDataError`) raises with ``on_refused="fail"``; with ``"report"``
+    its rows go to the rejects with the refusal as reason and the report's ``refused`` says why
+    (:func:`oncofhir.ingest.refuse_export`), so the rest of the run goes on.
+    """
     clean_stale(records_out, rejects_out, report_out)  # temp files a killed run of this stage left
     dd = load_compiled(compiled_json)
-    report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
+    try:
+        report = ingest_to_files(export, dd, records_out, rejects_out, require_complete=require_complete)
+    except InputDataError as exc:
+        if on_refused != "report":
+            raise
+        report = refuse_export(export, dd, exc, records_out, rejects_out)
     Path(report_out).parent.mkdir(parents=True, exist_ok=True)
     write_private(report_out, _dump(report))
     return report

@@ -50,6 +50,7 @@ COLUMNS = [
     "hidden_conflicts",
     "dictionary_version",
     "roundtrip",
+    "refused",
 ]
 
 
@@ -110,6 +111,7 @@ def center_row(files: CenterReports, min_score: float = DEFAULT_MIN_CENTER_SCORE
         "validation_line": va["line"],
         "encrypted_files": "" if encrypted is None else encrypted,
         "roundtrip": roundtrip_cell(files.roundtrip),
+        "refused": ing.get("refused", ""),
     }
 
 
@@ -147,8 +149,14 @@ def write_run_summary(
 
 
 def _bad(row: dict[str, Any]) -> bool:
-    """Red: counts that do not reconcile, validation errors, or a round trip that lost or changed values."""
-    return row["reconciled"] != "yes" or row["validation"] != "valid" or row["roundtrip"].startswith("FAIL")
+    """Red: a refused export, counts that do not reconcile, validation errors, or a round trip that lost or changed
+    values."""
+    return (
+        bool(row["refused"])
+        or row["reconciled"] != "yes"
+        or row["validation"] != "valid"
+        or row["roundtrip"].startswith("FAIL")
+    )
 
 
 def _attention(row: dict[str, Any]) -> bool:
@@ -158,6 +166,9 @@ def _attention(row: dict[str, Any]) -> bool:
 def _send_back(row: dict[str, Any], base: str) -> list[tuple[str | None, str]]:
     """What the data manager sends back to the hospital, hidden-value conflicts first, with links to the lists."""
     items: list[tuple[str | None, str]] = []
+    if row["refused"]:
+        items.append((f"../rejects/{base}.tsv", f"the whole export, refused: {row['refused']}"))
+        return items
     if row["hidden_conflicts"]:
         items.append(
             (
@@ -195,6 +206,9 @@ def render_html(
         ("QC below minimum", sum(1 for r in rows if r["qc_below_minimum"] == "yes")),
         ("centers needing attention", sum(1 for r in rows if _attention(r))),
     ]
+    refused = sum(1 for r in rows if r["refused"])
+    if refused:
+        cards.insert(0, ("refused exports", refused))
     if deposit:
         cards.append(("encrypted files", sum(int(r["encrypted_files"] or 0) for r in rows)))
     roundtrip = any(r["roundtrip"] for r in rows)
@@ -232,6 +246,7 @@ def render_html(
         total=total,
         deposit=deposit,
         roundtrip=roundtrip,
+        refused=[r for r in lines if r["refused"]],
         min_score=f"{min_score:g}",
         sections=list(sections),
     )

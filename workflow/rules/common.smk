@@ -15,7 +15,8 @@ from snakemake.utils import min_version, validate
 from oncofhir import workflow_config as wfconfig
 from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import changed_secret, load_secret
-from oncofhir.errors import ConfigError
+from oncofhir.dictionary.preflight import preflight
+from oncofhir.errors import ConfigError, DictionaryError
 from oncofhir.ig.settings import DECISION_VARIABLE, plan_ig, share_decision
 from oncofhir.io_utils import prepare_results
 
@@ -138,6 +139,20 @@ envvars:
 
 
 USE_CASES = sorted(set(CENTERS.use_case))
+
+
+def _check_dictionaries():
+    """Compile the use cases this run will compile, now: a bad dictionary stops the run before any job (exit 3)."""
+    try:
+        preflight(USE_CASES, DICTIONARIES, ONTOLOGIES, f"{RESULTS}/dictionaries")
+    except DictionaryError as exc:
+        print(f"oncofhir: dictionary error: {exc}", file=sys.stderr)
+        raise SystemExit(3)
+
+
+# Once, in the process that schedules: cluster and subprocess jobs re-read the Snakefile and need not repeat it.
+if workflow.is_main_process:
+    _check_dictionaries()
 
 
 wildcard_constraints:
@@ -414,6 +429,37 @@ if workflow.check_envvars and workflow.is_main_process:
 onstart:
     # results/ owner-only and marked (plaintext folders below it are made 0700), and temp files of killed jobs removed
     prepare_results(RESULTS)
+
+
+def _refused_exports():
+    """One line per center whose export its ingest job refused (ingest.on_refused: report), from the reports."""
+    lines = []
+    for uc, center in CENTERS.index:
+        summary = Path(RESULTS, "ingest", uc, center, "report.json")
+        if summary.is_file():
+            ingested = json.loads(summary.read_text(encoding="utf-8"))
+            if ingested.get("refused"):
+                lines.append(
+                    f"oncofhir:   {uc}/{center}: {ingested['refused']} ({ingested['rows_in']} rows in "
+                    f"{summary.parent / 'rejects.tsv'})"
+                )
+    return lines
+
+
+def _fail_on_refused():
+    """A refused export does not stop the other centers (ingest.on_refused: report), but the run is no success."""
+    refused = _refused_exports()
+    if refused:
+        head = (
+            f"oncofhir: {len(refused)} of {len(CENTERS)} export(s) refused; every other center is done, "
+            f"see {RESULTS}/report/index.html:"
+        )
+        print("\n".join([head, *refused]), file=sys.stderr)
+        raise SystemExit(4)
+
+
+onsuccess:
+    _fail_on_refused()
 
 
 # ---- Provenance (issue #16): the code version of each stage, a parameter so a code change reruns that stage -----

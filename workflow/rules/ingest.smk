@@ -18,10 +18,11 @@ rule ingest:
         require_complete=(
             "--require-complete" if config["ingest"]["require_complete"] else ""
         ),
+        on_refused=config["ingest"]["on_refused"],
     message:
         "Ingesting {wildcards.use_case}/{wildcards.center}"
     shell:
         # the package's CLI, not a script: see the note on job start-up in docs/cluster.md
         "oncofhir --log {log:q} ingest --dictionary {input.dictionary:q} --export {input.export:q}"
         " --records {output.records:q} --rejects {output.rejects:q} --report {output.report:q}"
-        " {params.require_complete}"
+        " {params.require_complete} --on-refused {params.on_refused}"
