@@ -469,6 +469,52 @@ def test_ensure_sushi_uses_an_installed_sushi_without_the_network(tmp_path, monk
     assert ensure_sushi() == sushi
 
 
+# npm as the installer calls it: `install --prefix HOME fsh-sushi@V` (a sushi that reports V, slowly, so that a second
+# install would overlap) and `pack hl7.fhir.r4b.core@4.3.0` (its tarball); each call is logged. The installer and
+# the lock are the real ones.
+FAKE_NPM = r"""#!/usr/bin/env bash
+set -eu
+case "$1" in
+  install)
+    echo "install start" >>"$NPM_LOG"; sleep 2
+    prefix=$(printf '%s\n' "$@" | sed -n '/--prefix/{n;p}')
+    mkdir -p "$prefix/node_modules/.bin"
+    printf '#!/bin/sh\necho "SUSHI v3.21.0 (implements FHIR Shorthand v3.0.0)"\n' >"$prefix/node_modules/.bin/sushi"
+    chmod +x "$prefix/node_modules/.bin/sushi"
+    echo "install end" >>"$NPM_LOG" ;;
+  pack)
+    mkdir -p package && echo '{"name": "hl7.fhir.r4b.core", "version": "4.3.0"}' >package/package.json
+    tar -czf hl7.fhir.r4b.core-4.3.0.tgz package && rm -r package
+    echo "pack" >>"$NPM_LOG" ;;
+esac
+"""
+
+
+def test_concurrent_first_uses_install_sushi_once(tmp_path) -> None:
+    """Two jobs needing SUSHI at once on a fresh machine: one installs under the lock, the other waits and uses it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    log = tmp_path / "npm.log"
+    env = workflow_env(PATH=f"{bin_dir}:{os.environ['PATH']}", NPM_LOG=str(log))
+    env |= {"ONCOFHIR_SUSHI_HOME": str(tmp_path / "sushi"), "FHIR_PACKAGE_CACHE": str(tmp_path / "packages")}
+    code = "from oncofhir.ig.install import ensure_sushi; print(ensure_sushi())"
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    done = [(job.communicate(timeout=120), job.returncode) for job in jobs]
+    sushi = tmp_path / "sushi" / "node_modules" / ".bin" / "sushi"
+    assert [(out.strip(), code) for (out, _), code in done] == [(str(sushi), 0)] * 2, done
+    assert log.read_text().splitlines() == ["install start", "install end", "pack"]
+    installs = [err for (_, err), _ in done if "installing SUSHI" in err]
+    assert len(installs) == 1 and "sushi: ready (SUSHI v3.21.0" in installs[0], done
+    assert (tmp_path / "packages" / "hl7.fhir.r4b.core#4.3.0" / "package" / "package.json").is_file()
+
+
 def test_the_installer_pins_the_versions_python_reads() -> None:
     """One source of truth: tools/sushi/install.sh runs the packaged installer, whose pins oncofhir reads."""
     wrapper = (ROOT / "tools" / "sushi" / "install.sh").read_text()
