@@ -273,6 +273,20 @@ def test_sushi_compiles_every_use_case_with_no_errors(ig, tmp_path) -> None:
     }
 
 
+def test_an_unchanged_model_packs_to_the_same_bytes(tmp_path) -> None:
+    """No time stamp in package.tgz (tar entries nor gzip header): a rebuild of the same model is the same file, so
+    a run killed and rerun equals an uninterrupted one (tools/crash_test.py compares every output)."""
+    import time
+
+    (tmp_path / "fsh-generated" / "resources").mkdir(parents=True)
+    (tmp_path / "package.json").write_text('{"name": "oncofhir.eucanimage"}')
+    (tmp_path / "fsh-generated" / "resources" / "ValueSet-uc1.x.json").write_text('{"resourceType": "ValueSet"}')
+    assert pack(tmp_path, tmp_path / "a.tgz") == 1
+    time.sleep(1.1)  # gzip stores whole seconds
+    pack(tmp_path, tmp_path / "b.tgz")
+    assert (tmp_path / "a.tgz").read_bytes() == (tmp_path / "b.tgz").read_bytes()
+
+
 def _md_rows(path: Path) -> list[list[str]]:
     lines = [line for line in path.read_text().splitlines() if line.startswith("| `")]
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]

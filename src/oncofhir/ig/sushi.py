@@ -9,6 +9,7 @@ warning or error fails.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -111,7 +112,11 @@ def pack(ig_dir: str | Path, output: str | Path) -> int:
     clean_stale(output)  # a temp name left by a killed run (io_utils.temp_path)
     tmp = temp_path(output)
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    # gzip's header holds a time stamp too (tarfile's "w:gz" writes the current time): fixed, or every build differs
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name in sorted(files):
             info = tarfile.TarInfo(name)
             info.size = len(files[name])
