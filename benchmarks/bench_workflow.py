@@ -216,6 +216,9 @@ def run_once(
     config.write_text(
         f"centers: {sheet}\nresults: {run / 'results'}\ndemo:\n  folder: {run / 'demo'}\n"
         f"deposit: {{demo_keys: false, recipients: [{', '.join(recipients)}]}}\n"
+        # the IG (ig.enabled auto) costs the same whatever the data size (SUSHI, once per dictionary change): off, so
+        # the figures scale with the data and stay comparable with docs/cluster.md; its cost is in docs/ig.md
+        "ig: {enabled: false}\n"
     )
 
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config)]

@@ -859,7 +859,8 @@ def test_the_workflow_deposits_and_no_secret_appears_in_any_output_or_log(
     config = tmp_path / "config.yaml"
     config.write_text(
         f"centers: {sheet}\nresults: {tmp_path}/results\ndemo: {{folder: {tmp_path}/demo, records: 9, seed: 3}}\n"
-        f"deposit: {{demo_keys: true, sender_key: {tmp_path}/sender.sec}}\n",
+        f"deposit: {{demo_keys: true, sender_key: {tmp_path}/sender.sec}}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)]

@@ -198,7 +198,8 @@ def workflow_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     config = root / "config.yaml"
     config.write_text(
         f"centers: {sheet}\nresults: {root}/results\ndemo: {{folder: {root}/demo, records: 20, seed: 3}}\n"
-        "deposit: {temp_plaintext: false}\n",
+        "deposit: {temp_plaintext: false}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     run = Run(root, config)

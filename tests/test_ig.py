@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,13 +13,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import ONTOLOGIES
+from helpers import ONTOLOGIES, workflow_env
 
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.errors import ConfigError
 from oncofhir.fhir.builder import BundleBuilder, resource_uuid
 from oncofhir.ig.fsh import _concepts
 from oncofhir.ig.generate import generate, required_slots
+from oncofhir.ig.install import CORE_PACKAGE, INSTALLER, SUSHI_VERSION, ensure_sushi, installed_sushi, npm_available
 from oncofhir.ig.names import DEFAULT_CANONICAL, bundle_profile_url, profile_url
 from oncofhir.ig.sushi import compile_fsh, find_sushi, pack
 from oncofhir.validate.profile import Profile
@@ -271,6 +273,20 @@ def test_sushi_compiles_every_use_case_with_no_errors(ig, tmp_path) -> None:
     }
 
 
+def test_an_unchanged_model_packs_to_the_same_bytes(tmp_path) -> None:
+    """No time stamp in package.tgz (tar entries nor gzip header): a rebuild of the same model is the same file, so
+    a run killed and rerun equals an uninterrupted one (tools/crash_test.py compares every output)."""
+    import time
+
+    (tmp_path / "fsh-generated" / "resources").mkdir(parents=True)
+    (tmp_path / "package.json").write_text('{"name": "oncofhir.eucanimage"}')
+    (tmp_path / "fsh-generated" / "resources" / "ValueSet-uc1.x.json").write_text('{"resourceType": "ValueSet"}')
+    assert pack(tmp_path, tmp_path / "a.tgz") == 1
+    time.sleep(1.1)  # gzip stores whole seconds
+    pack(tmp_path, tmp_path / "b.tgz")
+    assert (tmp_path / "a.tgz").read_bytes() == (tmp_path / "b.tgz").read_bytes()
+
+
 def _md_rows(path: Path) -> list[list[str]]:
     lines = [line for line in path.read_text().splitlines() if line.startswith("| `")]
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
@@ -326,6 +342,19 @@ def test_run_report_links_the_data_model_pages(tmp_path) -> None:
     assert str(section) in html.read_text(encoding="utf-8")
 
 
+def test_run_report_says_why_the_run_built_no_ig(tmp_path) -> None:
+    """ig.enabled false, or auto without SUSHI and npm (rule run_summary's ig_line): the reason, in place of links."""
+    from oncofhir.ig.report_section import skipped_section
+    from oncofhir.report import write_run_summary
+
+    line = "IG off (ig.enabled: false): no results/ig/package.tgz, bundles claim no profile"
+    section = skipped_section(line)
+    assert str(section) == f'<h2 id="data-model">Data model</h2>\n<p class="note">{line}</p>\n'
+    html = tmp_path / "report" / "index.html"
+    write_run_summary([], tmp_path / "report" / "run_summary.tsv", html, [section])
+    assert str(section) in html.read_text(encoding="utf-8")
+
+
 def test_the_one_file_report_embeds_the_data_model_pages(compiled, tmp_path) -> None:
     """Rule report_file (get_report_pages adds the pages when ig.enabled): the run report's links become anchors
     to the embedded pages; the package, not embedded, is left as its name."""
@@ -350,25 +379,162 @@ def test_the_one_file_report_embeds_the_data_model_pages(compiled, tmp_path) -> 
     assert line == f"3 page(s), 0 list(s) and 0 file name(s) in {out}, 5 link(s) left as text"
 
 
-def test_hl7_validator_with_claims_needs_the_ig(tmp_path) -> None:
-    """Without the package the validator would try to download the claimed profiles: stopped before any job."""
-    conf = tmp_path / "hl7.yaml"  # home: any existing folder (its content is checked only when the job runs)
-    conf.write_text(f"validation: {{hl7_validator: {{enabled: true, home: {tmp_path}}}}}\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--nolock", "--configfile", str(conf)],
+def _without_sushi_or_npm(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine with neither SUSHI nor npm: PATH holds only a shell, HOME is empty."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "sh"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = workflow_env(PATH=str(bin_dir), HOME=str(tmp_path / "home"))
+    env.pop("FHIR_PACKAGE_CACHE", None)
+    return env
+
+
+def _centers() -> int:
+    """The demo's centers (config/centers.tsv)."""
+    return len([line for line in (ROOT / "config" / "centers.tsv").read_text().splitlines()[1:] if line.strip()])
+
+
+def _dry_run(tmp_path: Path, env: dict[str, str], *config: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(sys.executable, "-m", "snakemake", "-n", "-p", "--nolock", "--cores", "1"), "--config", *config],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "ONCOFHIR_PSEUDONYM_KEY": "oncofhir-demo-secret-NOT-for-real-data"},
+        env=env,
         check=False,
     )
+
+
+def test_auto_skips_the_ig_in_one_line_without_sushi_or_npm(tmp_path) -> None:
+    """ig.enabled auto (the default) on a machine with neither: no IG job, bundles claim no profile, one line."""
+    done = _dry_run(tmp_path, _without_sushi_or_npm(tmp_path), f"results={tmp_path}/results")
+    assert done.returncode == 0, done.stderr[-3000:]
+    home = tmp_path / "home" / ".cache" / "oncofhir" / "sushi"
+    line = (
+        f"oncofhir: IG skipped (ig.enabled: auto): neither SUSHI (fsh-sushi 3.21.0 in {home}) nor npm to install it "
+        "is available, so no results/ig/package.tgz and bundles claim no profile; install Node.js/npm to build it"
+    )
+    output = done.stdout + done.stderr
+    assert output.count(line) == 1, output[-3000:]
+    assert "implementation_guide" not in output
+    assert output.count("oncofhir --log") > 0 and "--claim-profiles" not in output
+
+
+def test_ig_required_without_sushi_or_npm_stops_before_any_job(tmp_path) -> None:
+    """ig.enabled true, given on the command line (Snakemake leaves the nested 'true' a string: read as boolean)."""
+    done = _dry_run(tmp_path, _without_sushi_or_npm(tmp_path), f"results={tmp_path}/results", "ig={enabled: true}")
+    home = tmp_path / "home" / ".cache" / "oncofhir" / "sushi"
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "oncofhir: configuration error: validation.hl7_validator.enabled needs ig.enabled while "
-        "fhir.claim_profiles is true (the HL7 validator resolves the profiles the bundles claim from "
-        "results/ig/package.tgz): set ig: {enabled: true} (after bash tools/sushi/install.sh) or "
-        "fhir: {claim_profiles: false}"
+        f"oncofhir: configuration error: ig.enabled is true but SUSHI (fsh-sushi 3.21.0) is not installed in {home} "
+        "and npm is not on PATH to install it: install Node.js/npm (e.g. apt-get install npm) and rerun, or set "
+        "ig.enabled: auto (skips the IG on such a machine) or false"
     )
+    assert not (tmp_path / "results").exists()
+
+
+def test_without_the_ig_the_hl7_validator_gets_bundles_claiming_no_profile(tmp_path) -> None:
+    """ig.enabled false with the HL7 validator stage on (both from --config, as strings): allowed, since bundles
+    claim a profile only when the run builds the package that defines it."""
+    done = _dry_run(
+        tmp_path,
+        workflow_env(),
+        f"results={tmp_path}/results",
+        "ig={enabled: false}",
+        f"validation={{hl7_validator: {{enabled: true, home: {tmp_path}}}}}",
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "oncofhir: IG off (ig.enabled: false): no results/ig/package.tgz, bundles claim no profile" in output
+    assert re.search(rf"^hl7_validator +{_centers()}$", output, re.MULTILINE), output[-3000:]
+    assert "implementation_guide" not in output
+    assert "--claim-profiles" not in output
+
+
+def test_with_sushi_or_npm_auto_builds_the_ig_and_bundles_claim_it(tmp_path) -> None:
+    """ig.enabled auto where SUSHI is installed or npm can install it (CI: both): the IG job, claims in the bundles."""
+    if installed_sushi() is None and not npm_available():
+        pytest.skip("neither SUSHI nor npm on this machine")
+    done = _dry_run(tmp_path, workflow_env(), f"results={tmp_path}/results")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert re.search(r"^implementation_guide +1$", output, re.MULTILINE) and "--install-sushi" in output
+    assert output.count("--claim-profiles https://oncofhir.example.org/fhir") == _centers()
+
+
+def test_ensure_sushi_without_npm_is_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("FHIR_PACKAGE_CACHE", str(tmp_path / "packages"))
+    with pytest.raises(ConfigError) as err:
+        ensure_sushi(tmp_path / "sushi")
+    assert str(err.value) == (
+        f"SUSHI (fsh-sushi 3.21.0) is not installed in {tmp_path / 'sushi'} and npm is not on PATH to install it: "
+        "install Node.js/npm (e.g. apt-get install npm), or set ig.enabled: false"
+    )
+
+
+def test_ensure_sushi_uses_an_installed_sushi_without_the_network(tmp_path, monkeypatch) -> None:
+    """Installed (CI: tools/sushi/install.sh): found as it is, no installer run, no lock file made."""
+    sushi = installed_sushi()
+    if sushi is None:
+        pytest.skip("SUSHI not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm: nothing could be installed
+    assert ensure_sushi() == sushi
+
+
+# npm as the installer calls it: `install --prefix HOME fsh-sushi@V` (a sushi that reports V, slowly, so that a second
+# install would overlap) and `pack hl7.fhir.r4b.core@4.3.0` (its tarball); each call is logged. The installer and
+# the lock are the real ones.
+FAKE_NPM = r"""#!/usr/bin/env bash
+set -eu
+case "$1" in
+  install)
+    echo "install start" >>"$NPM_LOG"; sleep 2
+    prefix=$(printf '%s\n' "$@" | sed -n '/--prefix/{n;p}')
+    mkdir -p "$prefix/node_modules/.bin"
+    printf '#!/bin/sh\necho "SUSHI v3.21.0 (implements FHIR Shorthand v3.0.0)"\n' >"$prefix/node_modules/.bin/sushi"
+    chmod +x "$prefix/node_modules/.bin/sushi"
+    echo "install end" >>"$NPM_LOG" ;;
+  pack)
+    mkdir -p package && echo '{"name": "hl7.fhir.r4b.core", "version": "4.3.0"}' >package/package.json
+    tar -czf hl7.fhir.r4b.core-4.3.0.tgz package && rm -r package
+    echo "pack" >>"$NPM_LOG" ;;
+esac
+"""
+
+
+def test_concurrent_first_uses_install_sushi_once(tmp_path) -> None:
+    """Two jobs needing SUSHI at once on a fresh machine: one installs under the lock, the other waits and uses it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    log = tmp_path / "npm.log"
+    env = workflow_env(PATH=f"{bin_dir}:{os.environ['PATH']}", NPM_LOG=str(log))
+    env |= {"ONCOFHIR_SUSHI_HOME": str(tmp_path / "sushi"), "FHIR_PACKAGE_CACHE": str(tmp_path / "packages")}
+    code = "from oncofhir.ig.install import ensure_sushi; print(ensure_sushi())"
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    done = [(job.communicate(timeout=120), job.returncode) for job in jobs]
+    sushi = tmp_path / "sushi" / "node_modules" / ".bin" / "sushi"
+    assert [(out.strip(), code) for (out, _), code in done] == [(str(sushi), 0)] * 2, done
+    assert log.read_text().splitlines() == ["install start", "install end", "pack"]
+    installs = [err for (_, err), _ in done if "installing SUSHI" in err]
+    assert len(installs) == 1 and "sushi: ready (SUSHI v3.21.0" in installs[0], done
+    assert (tmp_path / "packages" / "hl7.fhir.r4b.core#4.3.0" / "package" / "package.json").is_file()
+
+
+def test_the_installer_pins_the_versions_python_reads() -> None:
+    """One source of truth: tools/sushi/install.sh runs the packaged installer, whose pins oncofhir reads."""
+    wrapper = (ROOT / "tools" / "sushi" / "install.sh").read_text()
+    assert 'exec bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../src/oncofhir/ig/install_sushi.sh"' in wrapper
+    assert INSTALLER == ROOT / "src" / "oncofhir" / "ig" / "install_sushi.sh"
+    assert (SUSHI_VERSION, CORE_PACKAGE) == ("3.21.0", "hl7.fhir.r4b.core#4.3.0")
 
 
 def test_the_ig_depends_on_dictionaries_and_ontologies_only() -> None:

@@ -267,7 +267,8 @@ def test_block_stops_encryption_of_that_use_case_only(tmp_path: Path, compiled) 
     config = tmp_path / "config.yaml"
     config.write_text(
         f"centers: {tmp_path / 'centers.tsv'}\nresults: {tmp_path / 'results'}\nprivacy: {{k: 5, action: block}}\n"
-        f"deposit: {{demo_keys: false, recipients: [{tmp_path / 'ega.pub'}]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path / 'ega.pub'}]}}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     result = subprocess.run(

@@ -81,6 +81,19 @@ def test_a_template_changes_the_version_of_exactly_the_stages_rendering_pages(tm
     assert changed == {"qc", "qc_pool", "qc_index", "run_summary", "report_file"}
 
 
+def test_the_sushi_installer_changes_the_version_of_the_ig_stage_only(tmp_path: Path) -> None:
+    """A new pinned SUSHI (install_sushi.sh, MODULE_DATA) rebuilds the IG package and nothing else."""
+    root = _package_copy(tmp_path)
+    before = {stage: stage_code_version(stage, root) for stage in STAGE_MODULES}
+    with (root / "ig" / "install_sushi.sh").open("a") as handle:
+        handle.write("\n# a change\n")
+    from oncofhir.provenance import code_version
+
+    code_version._file_digest.cache_clear()
+    after = {stage: stage_code_version(stage, root) for stage in STAGE_MODULES}
+    assert {stage for stage in STAGE_MODULES if before[stage] != after[stage]} == {"implementation_guide"}
+
+
 def test_lazy_imports_count_but_not_a_dispatchers(tmp_path: Path) -> None:
     """A function-level import (validate.report -> dictionary.compiler) is followed; cli.py's are not (each stage
     names its own modules): the encrypt stage does not depend on the FHIR builder."""
@@ -131,7 +144,8 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory, compiled) -> Copy:
     config = tmp / "config.yaml"
     config.write_text(
         f"centers: {sheet}\nresults: {tmp / 'results'}\n"
-        f"deposit: {{demo_keys: false, recipients: [{tmp / 'keys' / 'ega.pub'}]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{tmp / 'keys' / 'ega.pub'}]}}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     first, _ = _snakemake(root, config, tmp, "--cores", "2")

@@ -75,7 +75,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory, compiled) -> tuple[Path
     (root / "centers.tsv").write_text(sheet, encoding="utf-8")
     (root / "config.yaml").write_text(
         f"centers: centers.tsv\nresults: {root / 'results'}\n"
-        "deposit: {demo_keys: false, recipients: [keys/ega.pub]}\n",
+        "deposit: {demo_keys: false, recipients: [keys/ega.pub]}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     code, jobs, output = run(root, "--cores", "2")

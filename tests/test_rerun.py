@@ -16,6 +16,7 @@ import pytest
 from helpers import REPO, record_jobs, workflow_env
 
 from oncofhir.demo import generate
+from oncofhir.ig.install import installed_sushi, npm_available
 
 USE_CASES = ("uc1", "uc3")
 CENTERS = ("site_a", "site_b")
@@ -25,6 +26,7 @@ REAL_SECRET = "a-real-secret-of-32-characters!!"  # real (not generated) exports
 
 
 Job = tuple[str, str, str]  # (rule, use_case, center); aggregates have "" for both
+IG_JOB: Job = ("implementation_guide", "", "")
 
 
 @dataclass
@@ -141,6 +143,9 @@ def test_a_changed_export_reruns_only_its_center(consortium: Consortium, tmp_pat
         assert ("qc", "uc3", "site_b") in plan.jobs and ("qc_pool", "uc3", "") in plan.jobs
         assert ("qc", "uc3", "site_a") not in plan.jobs and ("qc_pool", "uc1", "") not in plan.jobs
         assert ("cohort_db", "", "") in plan.jobs  # from the encrypted tables: no other center's tables remade
+        # the IG (ig.enabled auto: built on the first run where SUSHI or npm is there) depends on no export
+        assert (IG_JOB in consortium.first_run.jobs) == (installed_sushi() is not None or npm_available())
+        assert IG_JOB not in plan.jobs
     finally:
         export.write_bytes(original)  # same content, newer time stamp: nothing to do again (as when touched)
 

@@ -72,7 +72,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config.write_text(
         f"centers: {sheet}\nresults: {tmp_path / 'results'}\n"
         f"demo: {{folder: {demo}, records: 8, seed: 3}}\n"
-        "qc: {min_center_score: 100}\n",
+        "qc: {min_center_score: 100}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     snakemake("--cores", "2", "--configfile", str(config))

@@ -54,7 +54,8 @@ def test_workflow_reads_centers_from_a_combined_export(tmp_path: Path, compiled)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(  # a real (not generated) export: real keys and secret, never the demo ones
         f"centers: {tmp_path}/centers.tsv\nresults: {tmp_path}/results\n"
-        f"deposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{tmp_path}/ega.pub]}}\n"
+        "ig: {enabled: false}\n",  # no IG needed here (test_ig, test_rerun and test_workflow build it)
         encoding="utf-8",
     )
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)]

@@ -7,10 +7,13 @@ import re
 import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 from helpers import REPO, record_jobs, workflow_env
+
+from oncofhir.ig.install import installed_sushi, npm_available
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -115,8 +118,18 @@ def test_a_sixth_use_case_needs_only_files(tmp_path: Path) -> None:
         f"tables/tst/site_1/tst.site_1.{view}.parquet.c4gh" for view in views
     ]
     assert "tst_patients" in views
-    roundtrip = summary[0].split("\t").index("roundtrip")  # not the last column since main added "refused"
-    assert summary[1].split("\t")[roundtrip].startswith("100% (")  # the round trip
+    row = dict(zip(summary[0].split("\t"), summary[1].split("\t"), strict=True))
+    assert row["roundtrip"].startswith("100% (") and row["refused"] == ""  # by name: columns get added
+    # its IG (ig.enabled auto: built where SUSHI or npm is, as in CI): profiles and page, claimed by the bundles
+    claims = json.loads(bundles[0].read_text())["meta"].get("profile")
+    if installed_sushi() is not None or npm_available():
+        with tarfile.open(tmp_path / "results" / "ig" / "package.tgz") as tar:
+            names = set(tar.getnames())
+        assert {"package/StructureDefinition-tst.json", "package/ConceptMap-TstAnswerMap.json"} <= names
+        assert (tmp_path / "results" / "ig" / "tst.html").is_file()
+        assert claims == ["https://oncofhir.example.org/fhir/StructureDefinition/tst"]
+    else:
+        assert claims is None
     second = subprocess.run([*cmd, "-n"], cwd=REPO, env=workflow_env(), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in second.stdout + second.stderr
 

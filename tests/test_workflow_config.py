@@ -162,6 +162,47 @@ def test_real_exports_with_the_demo_secret_are_refused(tmp_path: Path) -> None:
     )
 
 
+# ---- --config values typed as in a config file (Snakemake leaves nested ones strings) -----------------------------
+
+
+def test_nested_config_values_from_the_command_line_get_the_schema_types(tmp_path: Path) -> None:
+    """Every boolean, integer and number key given as Snakemake's --config passes it (a string): the run plans."""
+    result = snakemake(
+        tmp_path,
+        *("-n", "--cores", "1", "--config", f"results={tmp_path}/results", "ig={enabled: false}"),
+        "qc={min_record_score: 12.5, min_center_score: 90, weights: {range: 5}, min_type_scores: {minimal_req: 50}}",
+        "demo={records: 7, seed: 3}",
+        "deposit={temp_plaintext: no}",
+        "ingest={require_complete: false}",
+        "privacy={k: 3}",
+        "validation={fail_on_error: false, hl7_validator: {timeout: 600}}",
+        "fhir={claim_profiles: true}",
+        secret="oncofhir-demo-secret-NOT-for-real-data",
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "Job stats" in out, out[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("qc={min_center_score: lots}", "config key 'qc.min_center_score': 'lots' is not of type 'number'"),
+        ("privacy={k: 2.5}", "config key 'privacy.k': '2.5' is not of type 'integer'"),
+        ("ig={enabled: maybe}", "config key 'ig.enabled': 'maybe' is not one of ['auto', true, false]"),
+        ("deposit={enabled: 1}", "config key 'deposit.enabled': '1' is not of type 'boolean'"),
+        (
+            "fhir={identifier_system: 12}",
+            "config key 'fhir.identifier_system': '12' does not match '^[a-z][a-z0-9+.-]*:'",
+        ),
+    ],
+)
+def test_a_wrong_value_from_the_command_line_is_one_line_naming_the_key(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    result = snakemake(tmp_path, "-n", "--config", value)
+    assert error_line(result) == f"--config on the command line: {message} (config/README.md)"
+
+
 # ---- item 5: paths relative to the file naming them; -s from a data folder ----------------------------------------
 
 
@@ -234,8 +275,9 @@ def test_snakefile_from_a_data_folder_loads_the_workflow_defaults(tmp_path: Path
 CHECKOUT = ("Snakefile", "workflow", "config", "profiles", "resources", "envs")
 
 
-def small_demo(root: Path, records: int) -> Path:
-    """A copy of the workflow with a three-center demo sheet: its config keeps every default but the sheet."""
+def small_demo(root: Path, records: int, ig: bool = True) -> Path:
+    """A copy of the workflow with a three-center demo sheet: its config keeps every default but the sheet (and,
+    with ``ig`` false, the IG: ig.enabled false where a test does not need it)."""
     root.mkdir(parents=True)
     for name in CHECKOUT:
         source = REPO / name
@@ -245,7 +287,10 @@ def small_demo(root: Path, records: int) -> Path:
             shutil.copy2(source, root / name)
     write(root / "config" / "centers.tsv", sheet("uc1\ta\t../demo/uc1/a.csv", "uc3\tb\t../demo/uc3/b.csv"))
     config = (root / "config" / "config.yaml").read_text(encoding="utf-8")
-    write(root / "config" / "config.yaml", config.replace("records: 60", f"records: {records}"))
+    config = config.replace("records: 60", f"records: {records}")
+    if not ig:
+        config = config.replace("enabled: auto", "enabled: false")
+    write(root / "config" / "config.yaml", config)
     return root
 
 
@@ -296,7 +341,7 @@ def _database_rows(path: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    reference = small_demo(tmp_path_factory.mktemp("uninterrupted") / "checkout", records=150)
+    reference = small_demo(tmp_path_factory.mktemp("uninterrupted") / "checkout", records=150, ig=False)
     assert run_demo(reference).returncode == 0
     return _comparable(reference / "results")
 
@@ -308,7 +353,7 @@ def test_an_interrupted_run_completes_on_a_plain_rerun(
     """SIGINT while a per-center stage runs, to the whole process group (Ctrl-C in a terminal: the stage stops) or to
     Snakemake alone (`kill -INT`: the stage finishes, its outputs are marked incomplete). No traceback, and a plain
     `snakemake` (rerun-incomplete in profiles/default) finishes with the outputs of an uninterrupted run."""
-    checkout = small_demo(tmp_path / "checkout", records=150)
+    checkout = small_demo(tmp_path / "checkout", records=150, ig=False)
     # One job at a time: when the fhir stage's log exists, that job is inside oncofhir's main() (it opens the log).
     process = subprocess.Popen(
         [*SNAKEMAKE, "--cores", "1"],
@@ -381,6 +426,42 @@ def test_a_script_rule_interrupted_says_so_in_one_line_with_exit_code_130(tmp_pa
 
 
 # ---- the module's rules, without Snakemake ------------------------------------------------------------------------
+
+
+def test_only_typed_keys_of_the_command_line_layer_are_read_again() -> None:
+    """Booleans, integers and numbers where the schema says so, in --config only; strings stay strings."""
+    import yaml
+
+    from oncofhir.workflow_config import ConfigSource, coerce_cli_config
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    cli = {
+        "ig": {"enabled": "true", "canonical": "https://x.org/fhir"},
+        "qc": {"weights": {"range": "5"}, "min_record_score": "12.5", "no_checks": "full_credit"},
+        "validation": {"hl7_validator": {"enabled": "yes", "timeout": "600", "memory": "8g"}},
+        "fhir": {"identifier_system": "urn:x:1"},
+        "privacy": {"k": "2.5"},
+        "deposit": {"recipients": ["1.pub"]},
+    }
+    config = {
+        "results": "r",
+        "ig": {"enabled": "true", "canonical": "https://x.org/fhir"},
+        "fhir": {"claim_profiles": True},
+    }
+    file_layer = ConfigSource("my.yaml", REPO, {"ig": {"enabled": "true"}})
+    sources = [file_layer, ConfigSource("--config", REPO, cli)]
+    coerce_cli_config(config, schema, sources)
+    typed = {
+        "ig": {"enabled": True, "canonical": "https://x.org/fhir"},
+        "qc": {"weights": {"range": 5}, "min_record_score": 12.5, "no_checks": "full_credit"},
+        "validation": {"hl7_validator": {"enabled": True, "timeout": 600, "memory": "8g"}},
+        "fhir": {"identifier_system": "urn:x:1"},
+        "privacy": {"k": "2.5"},  # no integer: left for the schema to refuse, naming the key
+        "deposit": {"recipients": ["1.pub"]},
+    }
+    assert sources[1].data == typed
+    assert sources[0] is file_layer and file_layer.data == {"ig": {"enabled": "true"}}  # a file's own YAML: as is
+    assert config == {"results": "r", **typed, "fhir": {"claim_profiles": True, "identifier_system": "urn:x:1"}}
 
 
 def test_resolved_paths_are_relative_below_the_working_directory_and_absolute_elsewhere(tmp_path: Path) -> None:

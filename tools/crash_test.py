@@ -87,7 +87,9 @@ def write_config(workdir: Path, name: str, use_case: str, export: Path) -> Path:
     config = workdir / f"{name}.yaml"
     config.write_text(
         f"centers: {sheet}\nresults: {workdir / name / 'results'}\n"
-        f"deposit: {{demo_keys: false, recipients: [{keys / 'ega.pub'}]}}\n",
+        f"deposit: {{demo_keys: false, recipients: [{keys / 'ega.pub'}]}}\n"
+        # no IG: it kills per-center stages, and SUSHI (one core for ~30 s) beside them would shift the kill points
+        "ig: {enabled: false}\n",
         encoding="utf-8",
     )
     return config

@@ -312,6 +312,7 @@ def _cmd_ig(args: argparse.Namespace) -> int:
         package=args.package,
         sushi_home=args.sushi_home,
         sushi_log=args.sushi_log,
+        install_sushi=args.install_sushi,
     )
     print(json.dumps(info, sort_keys=True))
     return 0
@@ -557,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     ig.add_argument("--package", help="compile with SUSHI into this FHIR package (.tgz); without it: FSH only")
     ig.add_argument("--sushi-home", help="where tools/sushi/install.sh put SUSHI (default ~/.cache/oncofhir/sushi)")
     ig.add_argument("--sushi-log", help="write SUSHI's output here")
+    ig.add_argument(
+        "--install-sushi",
+        action="store_true",
+        help="with --package: install SUSHI with npm on first use (tools/sushi/install.sh's installer, locked)",
+    )
     ig.set_defaults(func=_cmd_ig)
 
     from .views.cli import add_parsers as add_views_parsers  # views, tables, cohort, query (docs/tables.md)

@@ -82,9 +82,14 @@ def _lookup(data: Mapping[str, Any], key: Sequence[str]) -> tuple[bool, Any]:
 def source_of(sources: Sequence[ConfigSource], key: Sequence[str]) -> ConfigSource | None:
     """The last layer that sets ``key`` (the one whose value the merged config holds), or None (a default)."""
     for source in reversed(sources):
-        for depth in range(len(key), 0, -1):  # a layer setting a parent (deposit: {...}) sets its children too
-            if _lookup(source.data, key[:depth])[0]:
+        if _lookup(source.data, key)[0]:
+            return source
+        for depth in range(len(key) - 1, 0, -1):  # a parent set to a non-mapping replaces its children
+            found, value = _lookup(source.data, key[:depth])
+            if found and not isinstance(value, Mapping):
                 return source
+        # a parent mapping without the key (demo: {records: 7}): Snakemake merges it key by key, so the key's value
+        # comes from an earlier layer
     return None
 
 
@@ -198,6 +203,72 @@ def _unknown_keys(data: Any, schema: Mapping[str, Any], prefix: str = "") -> lis
     return found
 
 
+def _scalar_types(schema: Mapping[str, Any]) -> set[str]:
+    """The non-string scalar types a schema admits: its ``type`` (one or a list), or the types of its ``enum``."""
+    kinds = schema.get("type", [])
+    found = {kinds} if isinstance(kinds, str) else set(kinds)
+    for value in schema.get("enum", []):
+        found.add("boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "string")
+    return found & {"boolean", "integer", "number"}
+
+
+def _coerce(value: str, types: set[str]) -> Any:
+    """``value`` read as a config file would read it (YAML), when that gives one of ``types``; else unchanged (the
+    schema then refuses it, naming the key)."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, bool):
+        return parsed if "boolean" in types else value
+    if isinstance(parsed, int):
+        return parsed if types & {"integer", "number"} else value
+    if isinstance(parsed, float):
+        return parsed if "number" in types else value
+    return value
+
+
+def _coerce_tree(data: Any, schema: Mapping[str, Any]) -> Any:
+    if isinstance(data, str):
+        types = _scalar_types(schema)
+        return _coerce(data, types) if types else data
+    if isinstance(data, Mapping):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: _coerce_tree(value, properties.get(key, extra if isinstance(extra, Mapping) else {}))
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        items = schema.get("items")
+        return [_coerce_tree(item, items if isinstance(items, Mapping) else {}) for item in data]
+    return data
+
+
+def _merge(target: dict[str, Any], values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def coerce_cli_config(config: dict[str, Any], schema: Mapping[str, Any], sources: list[ConfigSource]) -> None:
+    """Give ``--config`` values the types a config file gives them, where the schema says boolean, integer or
+    number, in ``config`` and in the ``--config`` layer of ``sources``.
+
+    Why: Snakemake reads a nested ``--config`` value (``ig='{enabled: true}'``) with YAML's base loader, which keeps
+    every scalar a string, so the schema would refuse ``'true'`` as "not of type 'boolean'". Only keys the schema
+    types are read again: a string key keeps ``'123'``; a value that is no boolean or number stays a string and the
+    schema check names its key in one line. ``--config`` is the last layer, so its values are the merged ones."""
+    for index, source in enumerate(sources):
+        if source.label != "--config":
+            continue
+        typed = _coerce_tree(source.data, schema)
+        sources[index] = ConfigSource(source.label, source.base, typed)
+        _merge(config, typed)
+
+
 def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], sources: Sequence[ConfigSource]) -> None:
     """Raise a one-line ConfigError for an unknown key (with the nearest valid one) or a value the schema refuses,
     naming the file that set it; the schema itself is never printed."""
@@ -213,7 +284,12 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], sources: 
         path = [str(part) for part in error.absolute_path]
         where = describe(source_of(sources, path)) if path else "config"
         key = ".".join(path) or "config"
-        raise ConfigError(f"{where}: config key '{key}': {error.message} (config/README.md)")
+        message = error.message
+        if error.validator == "enum" and any(isinstance(v, bool) for v in error.validator_value):
+            # as written in YAML (true, not Python's True)
+            choices = ", ".join(str(v).lower() if isinstance(v, bool) else repr(v) for v in error.validator_value)
+            message = f"{error.instance!r} is not one of [{choices}]"
+        raise ConfigError(f"{where}: config key '{key}': {message} (config/README.md)")
     _check_weights(config, sources)
 
 

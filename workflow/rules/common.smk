@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from oncofhir import workflow_config as wfconfig
@@ -17,7 +18,7 @@ from oncofhir.deposit.keys import load_private_key, load_recipients
 from oncofhir.deposit.pseudonym import changed_secret, load_secret
 from oncofhir.dictionary.preflight import preflight
 from oncofhir.errors import ConfigError, DictionaryError
-from oncofhir.ig.settings import check_ig_config
+from oncofhir.ig.settings import DECISION_VARIABLE, plan_ig, share_decision
 from oncofhir.io_utils import prepare_results
 from oncofhir.views.cohort_key import COHORT_PASSPHRASE_ENV, check_cohort_key
 
@@ -46,14 +47,15 @@ def _load_configuration():
     )
     schemas = Path(workflow.basedir, "workflow", "schemas")
     try:
-        wfconfig.check_config(config, _schema(schemas / "config.schema.yaml"), sources)
+        schema = _schema(schemas / "config.schema.yaml")
+        wfconfig.coerce_cli_config(config, schema, sources)
+        wfconfig.check_config(config, schema, sources)
         validate(config, str(schemas / "config.schema.yaml"))  # fills in the defaults
         resolved = wfconfig.resolve_config_paths(
             config, sources, cwd, Path(DEFAULT_CONFIGFILE).resolve().parent
         )
         wfconfig.check_input_paths(config, resolved)
         wfconfig.check_thresholds(config, sources)
-        check_ig_config(config)
         demo = config["demo"]["folder"]  # normalised by resolve_config_paths
         centers = wfconfig.read_centers(
             config["centers"],
@@ -118,9 +120,29 @@ if workflow.check_envvars:
     _check_secrets_and_keys()
 
 
-# The pseudonym secret (checked above with a fuller message): declared so cluster jobs receive it.
+def _plan_ig():
+    """Build the IG or not (ig.enabled auto/true/false, oncofhir.ig.settings), decided once by the main process
+    from what the machine has installed and handed to the jobs; its reason is one line of the log (and, when the IG
+    is not built, of the run report)."""
+    decided = None if workflow.is_main_process else os.environ.get(DECISION_VARIABLE)
+    try:
+        plan = plan_ig(config, decided=decided)
+    except ConfigError as exc:
+        _stop(exc)
+    if workflow.is_main_process:
+        share_decision(plan)
+        if plan.line:
+            logger.info(f"oncofhir: {plan.line}")
+    return plan
+
+
+IG = _plan_ig()
+
+
+# The pseudonym secret (checked above with a fuller message) and the IG decision: declared so cluster jobs get them.
 envvars:
     "ONCOFHIR_PSEUDONYM_KEY",
+    DECISION_VARIABLE,
 
 
 USE_CASES = sorted(set(CENTERS.use_case))
@@ -425,15 +447,15 @@ def ig_dictionaries():
 
 
 def get_ig_pages():
-    """The data-model pages the run report links to when ig.enabled (one per use case); nothing otherwise."""
-    if not config["ig"]["enabled"]:
+    """The data-model pages the run report links to when the IG is built (one per use case); nothing otherwise."""
+    if not IG.build:
         return []
     return [f"{RESULTS}/ig/{u}.html" for u in USE_CASES]
 
 
 def get_ig_package(wildcards=None):
-    """The IG package when ig.enabled (the HL7 validator validates against it); nothing otherwise."""
-    return [f"{RESULTS}/ig/package.tgz"] if config["ig"]["enabled"] else []
+    """The IG package when it is built (the HL7 validator validates against it); nothing otherwise."""
+    return [f"{RESULTS}/ig/package.tgz"] if IG.build else []
 
 
 def get_hl7_outcome(wildcards):

@@ -26,7 +26,7 @@ rule fhir:
         demo_secret="" if config["deposit"]["demo_keys"] else "--refuse-demo-secret",
         claim_profiles=(
             f"--claim-profiles {shlex.quote(config['ig']['canonical'])}"
-            if config["fhir"]["claim_profiles"]
+            if IG.claim_profiles  # fhir.claim_profiles, when this run builds the IG
             else ""
         ),
     message:

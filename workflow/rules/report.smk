@@ -27,6 +27,7 @@ rule run_summary:
         code=code_version("run_summary"),
         min_center_score=config["qc"]["min_center_score"],
         use_cases=USE_CASES,
+        ig_line="" if IG.build else IG.line,
     message:
         "Writing the run summary and report"
     script:

@@ -22,4 +22,11 @@ def data_model_section(ig_dir: str | Path, report_dir: str | Path, use_cases: li
     block is all the report needs to know about it. Links are relative to the report's folder; in the one-file
     report (rule report_file) the pages become anchors and the package, not embedded, its name as text."""
     rel = Path(os.path.relpath(Path(ig_dir), Path(report_dir))).as_posix()
-    return fragment("data_model_section.html.j2", folder=rel, use_cases=use_cases)
+    return fragment("data_model_section.html.j2", folder=rel, use_cases=use_cases, skipped="")
+
+
+def skipped_section(line: str) -> Markup:
+    """The run report's data-model block when the run builds no IG: the one line saying why (ig.enabled: false, or
+    auto on a machine with neither SUSHI nor npm; oncofhir.ig.settings), so the report never looks as if the
+    package were merely missing."""
+    return fragment("data_model_section.html.j2", skipped=line)

@@ -1,13 +1,15 @@
 """Compile the generated FSH with SUSHI and pack the result as a FHIR NPM package (``package.tgz``).
 
-SUSHI (npm ``fsh-sushi``, pinned in tools/sushi/install.sh) reads the FHIR core package from the package cache
-``~/.fhir/packages``, as the HL7 validator does; offline it cannot fetch the packages it adds to every project on
-its own (the IG Publisher's tools, THO and extensions "latest"), which it reports as warnings. The generated FSH
-uses none of them: those three warnings are expected (:data:`EXPECTED_WARNINGS`), any other warning or error fails.
+SUSHI (npm ``fsh-sushi``, pinned in install_sushi.sh: :mod:`oncofhir.ig.install`) reads the FHIR core package
+from the package cache ``~/.fhir/packages``, as the HL7 validator does; offline it cannot fetch the packages it adds
+to every project on its own (the IG Publisher's tools, THO and extensions "latest"), which it reports as warnings.
+The generated FSH uses none of them: those three warnings are expected (:data:`EXPECTED_WARNINGS`), any other
+warning or error fails.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -21,9 +23,8 @@ from typing import Any
 
 from ..errors import ConfigError, DictionaryError
 from ..io_utils import clean_stale, temp_path
+from .install import SUSHI_VERSION, sushi_home
 
-SUSHI_VERSION = "3.21.0"
-DEFAULT_SUSHI = Path(os.environ.get("ONCOFHIR_SUSHI_HOME", Path.home() / ".cache" / "oncofhir" / "sushi"))
 INSTALL_HINT = "install it with: bash tools/sushi/install.sh (needs npm), or set ig.enabled: false"
 #: SUSHI warnings expected offline, and why they do not matter.
 EXPECTED_WARNINGS = {
@@ -37,7 +38,7 @@ _MESSAGE = re.compile(r"^(warn|error)\s+(.*)$")
 
 def find_sushi(home: str | Path | None = None) -> Path:
     """The ``sushi`` executable: installed by tools/sushi/install.sh, else on PATH; a one-line error otherwise."""
-    home = Path(os.path.expanduser(str(home))) if home else DEFAULT_SUSHI
+    home = sushi_home(home)
     candidate = home / "node_modules" / ".bin" / "sushi"
     if candidate.exists():
         return candidate
@@ -111,7 +112,11 @@ def pack(ig_dir: str | Path, output: str | Path) -> int:
     clean_stale(output)  # a temp name left by a killed run (io_utils.temp_path)
     tmp = temp_path(output)
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    # gzip's header holds a time stamp too (tarfile's "w:gz" writes the current time): fixed, or every build differs
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name in sorted(files):
             info = tarfile.TarInfo(name)
             info.size = len(files[name])

@@ -9,7 +9,8 @@ outside the hash.
 Which files a stage depends on: the stage's entry modules (``STAGE_MODULES``, an explicit table) and their import
 closure inside ``oncofhir``, found by reading the files' ``import`` lines (no import is executed, so it is cheap
 enough for parse time), every import counted, also those inside functions, plus the ``__init__.py`` of
-each package on the way, plus the non-Python files a module reads (``MODULE_DATA``: the Jinja2 page templates).
+each package on the way, plus the non-Python files a module reads (``MODULE_DATA``: the Jinja2 page templates, the
+SUSHI installer).
 Three modules are dispatchers whose function-level imports reach every stage: ``oncofhir.cli``,
 ``oncofhir.pipeline`` and ``oncofhir.views.cli``. They are hashed as files (their own code runs in every stage they
 serve) but only their module-level imports are followed; the table names each stage's own modules instead.
@@ -76,7 +77,11 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
 #: Files a module reads at run time besides Python (module -> glob under the package): the page templates decide
 #: what every HTML page says, so a stage rendering pages (through ``oncofhir.pages``) hashes them too. All of them:
 #: a template may extend or include any other.
-MODULE_DATA: dict[str, str] = {"oncofhir.pages": "templates/*.j2", "oncofhir.ig.pages": "ig/templates/*.j2"}
+MODULE_DATA: dict[str, str] = {
+    "oncofhir.pages": "templates/*.j2",
+    "oncofhir.ig.pages": "ig/templates/*.j2",
+    "oncofhir.ig.install": "ig/install_sushi.sh",  # the pinned SUSHI and core package versions the IG is built with
+}
 
 
 @cache
