@@ -497,11 +497,8 @@ def _uc68(tmp: Path) -> tuple[Path, Path]:
     text = mapping.read_text(encoding="utf-8")
     old = "  quasi_identifiers: [center, sex, onsetage, menop, histopat]\n"
     assert old in text
-    mapping.write_text(
-        text.replace(old, old.replace("histopat]", "histopat, n_preg]"))
-        + "  generalise: [{variable: onsetage, bands: 10}, {variable: n_preg, bands: 2}]\n",
-        encoding="utf-8",
-    )
+    rules = "  generalise: [{variable: onsetage, bands: 10}, {variable: n_preg, bands: 2}]\n"
+    mapping.write_text(text.replace(old, old.replace("histopat]", "histopat, n_preg]") + rules), encoding="utf-8")
     return dictionaries, ontologies
 
 

@@ -527,6 +527,19 @@ def _refused_exports():
     return lines
 
 
+def note_no_cohort():
+    """Real data without tables.cohort.sk: the plaintext tables are deleted once encrypted and the workflow holds no
+    key to the deposit, so it writes no cohort database; said once, at the end (onsuccess, below).
+    """
+    if cohort_source() is None:
+        print(
+            f"oncofhir: no {RESULTS}/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
+            "tables.cohort.sk to a recipient's private key to build it from the deposit, or run oncofhir tables "
+            "--decrypt (docs/tables.md)",
+            file=sys.stderr,
+        )
+
+
 def _fail_on_refused():
     """A refused export does not stop the other centers (ingest.on_refused: report), but the run is no success."""
     refused = _refused_exports()
@@ -539,7 +552,9 @@ def _fail_on_refused():
         raise SystemExit(4)
 
 
+# One handler (Snakemake keeps only the last one defined): notes first, then the refused exports' exit code.
 onsuccess:
+    note_no_cohort()
     _fail_on_refused()
 
 

@@ -10,10 +10,10 @@ rule compile_dictionary:
         f"{RESULTS}/logs/compile_dictionary/{{use_case}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/compile_dictionary/{{use_case}}.tsv"
-    conda:
-        ENV
     # every dictionary first (each takes under a second): the IG job (priority 10, ig.smk) waits for all of them
     priority: 10
+    conda:
+        ENV
     params:
         code=code_version("compile_dictionary"),
     message:

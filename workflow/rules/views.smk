@@ -80,16 +80,3 @@ rule cohort_db:
         "Writing the cohort database {output}"
     shell:
         "oncofhir --log {log:q} cohort {params.source} --out {output:q}"
-
-
-# Real data without tables.cohort.sk: the plaintext tables are deleted once encrypted and the workflow holds no
-# key to the deposit, so it writes no cohort database; say once, at the end, how to get one.
-if cohort_source() is None:
-
-    onsuccess:
-        print(
-            f"oncofhir: no {RESULTS}/tables/cohort.duckdb (plaintext tables deleted once encrypted): set "
-            "tables.cohort.sk to a recipient's private key to build it from the deposit, or run oncofhir tables "
-            "--decrypt (docs/tables.md)",
-            file=sys.stderr,
-        )
