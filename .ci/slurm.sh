@@ -6,8 +6,9 @@
 #    unless SLURM_ACCOUNTING=none);
 # 2. runs `snakemake --profile profiles/slurm` on the demo config, under `timeout` (TERM, then KILL);
 # 3. runs the same workflow locally with `--cores 2`, in the same paths (outputs embed the export path);
-# 4. compares every file under results/ and demo/ byte for byte, except logs/, benchmarks/ and ro-crate/; Crypt4GH files
-#    (random by design) are decrypted with each run's key and compared through their manifests' plaintext sums;
+# 4. compares every file under results/ and demo/ byte for byte, except logs/, benchmarks/ and ro-crate/ (DuckDB
+#    files by their rows); Crypt4GH files (random by design) are decrypted with each run's key and compared
+#    through their manifests' plaintext sums;
 # 5. always (trap) cancels the jobs it submitted and stops exactly the daemons it started, by pid
 #    (.ci/slurm_down.sh).
 # Exit status: 0 when both runs succeed and agree, non-zero otherwise.
@@ -171,7 +172,21 @@ def same(rel: str, a: Path, b: Path) -> bool:
         return True  # random by design: compared by name (and decrypted above)
     if rel.startswith("results/ega/") and rel.endswith("manifest.tsv"):
         return plaintext_columns(a) == plaintext_columns(b)
+    if rel.endswith(".duckdb"):  # a DuckDB file's bytes differ per write (block layout): compared by its rows
+        return database_rows(a) == database_rows(b)
     return a.read_bytes() == b.read_bytes()
+
+
+def database_rows(path: Path) -> list:
+    """Every table and view of a DuckDB database (the cohort, docs/tables.md) with its rows, sorted."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [n for (n,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return [(n, con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall()) for n in names]
+    finally:
+        con.close()
 
 
 slurm, local = (files(Path(p)) for p in sys.argv[1:3])
