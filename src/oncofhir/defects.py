@@ -10,31 +10,23 @@ must flag it (``<variable>.<type>`` or a rule id).
 "Exactly one defect" is decided by :class:`Oracle`, the generator's own reading of the dictionary (visibility by
 branching logic, requirement conditions, the mapping's rules through the REDCap logic engine), not by running QC:
 an injection that would also hide or require another field, or break a second rule, is not made. Which values
-conform (an integer, a code) is decided by the rules QC uses (:mod:`oncofhir.qc.values`, restated here on the same
-``parse_number`` so that the demo stage does not depend on the QC package).
+conform (an integer, a code) is decided by the rules QC uses, from the one module both read
+(:mod:`oncofhir.redcap_values`, outside the QC package so that the demo stage does not depend on all of QC).
 """
 
 from __future__ import annotations
 
-import math
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .dictionary.compiled import CompiledDictionary, Field, Rule
-from .fhir.values import BadValue, parse_number
 from .logic import parse
-
-#: REDCap's integer spelling, as QC reads it (``oncofhir.qc.values``; not imported: the demo stage would then depend
-#: on the whole QC package, and a QC change would regenerate every demo export and rerun the workflow).
-INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
-DATE_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "datetime_seconds": "%Y-%m-%d %H:%M:%S"}
+from .redcap_values import codes_of, date_format, is_date, is_integer, is_number, number_or_nan
 
 Record = dict[str, str]
 
@@ -69,50 +61,6 @@ def defect(name: str, types: tuple[str, ...]) -> Callable[[Injector], Injector]:
         return func
 
     return register
-
-
-def number_or_nan(text: str) -> float:
-    """``parse_number`` as a float, ``NaN`` for what the FHIR stage (and QC) would not read as a number."""
-    if not text:
-        return math.nan
-    try:
-        return float(parse_number(text))
-    except BadValue:
-        return math.nan
-
-
-def is_integer(text: str) -> bool:
-    """REDCap's integer: digits with an optional sign."""
-    return INTEGER.fullmatch(text) is not None
-
-
-def is_number(text: str) -> bool:
-    """A finite number as ``parse_number`` reads it."""
-    return not math.isnan(number_or_nan(text))
-
-
-def date_format(validation: str) -> str:
-    """The strptime format of a REDCap date validation in a raw export."""
-    for prefix in ("datetime_seconds", "datetime"):
-        if validation.startswith(prefix):
-            return DATE_FORMATS[prefix]
-    return DATE_FORMATS["date"]
-
-
-def is_date(text: str, fmt: str) -> bool:
-    """A real calendar date in ASCII digits."""
-    if not text.isascii():
-        return False
-    try:
-        datetime.strptime(text, fmt)
-    except ValueError:
-        return False
-    return True
-
-
-def codes_of(text: str, checkbox: bool) -> list[str]:
-    """The codes a value holds (a checkbox's comma-joined ticked codes)."""
-    return [c.strip() for c in text.split(",")] if checkbox else [text]
 
 
 def conforms(f: Field, value: str) -> bool:

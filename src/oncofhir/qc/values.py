@@ -21,27 +21,29 @@ value     integer field                    number field
 
 A range check applies to every value the FHIR stage reads as a number (``parse_number``), so every value FHIR
 marks as an error (not a number, not an integer, outside the range) fails at least one QC check; QC is stricter
-only where FHIR is lenient on spelling (``1.0`` in an integer or code field).
+only where FHIR is lenient on spelling (``1.0`` in an integer or code field). The one-value rules themselves live in
+:mod:`oncofhir.redcap_values` (shared with the demo's defect injector); this module applies them per distinct value.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..arrays import factorize
-from ..fhir.values import BadValue, parse_number
-
-#: REDCap's ``integer`` validation (and the logic engine's ``isinteger``): optional sign, digits, nothing else.
-INTEGER = re.compile(r"[+-]?\d+", re.ASCII)  # ASCII: "٣" (Arabic-Indic 3) is not REDCap's
-#: Raw exports write dates as Y-M-D whatever the field's display format (``date_dmy`` shows D-M-Y only in forms).
-DATE_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "datetime_seconds": "%Y-%m-%d %H:%M:%S"}
+from ..redcap_values import (  # noqa: F401 (re-exported: QC's modules import them from here)
+    DATE_FORMATS,
+    INTEGER,
+    codes_of,
+    date_format,
+    is_date,
+    is_integer,
+    is_number,
+    number_or_nan,
+)
 
 
 class Column:
@@ -77,48 +79,3 @@ class Column:
     def blank(self) -> NDArray[np.bool_]:
         """True where the value is blank."""
         return self.per_value(lambda u: u == "")
-
-
-def number_or_nan(text: str) -> float:
-    """``parse_number(text)`` as a float, or ``NaN`` when the FHIR stage would not read it as a number."""
-    if not text:
-        return math.nan
-    try:
-        return float(parse_number(text))
-    except BadValue:
-        return math.nan
-
-
-def is_integer(text: str) -> bool:
-    """REDCap's integer spelling (``5``, ``-3``, ``+2``; not ``5.0``, ``1e3``, ``5 000``)."""
-    return INTEGER.fullmatch(text) is not None
-
-
-def is_number(text: str) -> bool:
-    """A finite number by ``parse_number``'s rule (decimal point, optional exponent; no comma, no ``inf``)."""
-    return not math.isnan(number_or_nan(text))
-
-
-def date_format(validation: str) -> str:
-    """The strptime format of a REDCap date/datetime validation (``date_dmy`` -> ``%Y-%m-%d``: raw exports)."""
-    if validation.startswith("datetime_seconds"):
-        return DATE_FORMATS["datetime_seconds"]
-    if validation.startswith("datetime"):
-        return DATE_FORMATS["datetime"]
-    return DATE_FORMATS["date"]
-
-
-def is_date(text: str, fmt: str) -> bool:
-    """A real calendar date (and time) in ``fmt`` (``2023-02-30`` is not)."""
-    if not text.isascii():  # strptime reads any Unicode digit ("٢٠٢٠-01-01"); REDCap's validation does not
-        return False
-    try:
-        datetime.strptime(text, fmt)
-    except ValueError:
-        return False
-    return True
-
-
-def codes_of(text: str, checkbox: bool) -> list[str]:
-    """The codes a value holds: one, or a checkbox field's comma-joined ticked codes (as ingest writes them)."""
-    return [c.strip() for c in text.split(",")] if checkbox else [text]
