@@ -293,7 +293,7 @@ def test_the_secret_fingerprint_is_recorded_and_a_changed_secret_stops_the_workf
     planned = workflow_run.snakemake(OTHER_SECRET, "-n", "--forcerun", "fhir")
     assert planned.returncode == 0, planned.stderr[-3000:]
     for center in CENTERS:
-        assert f"Building FHIR bundles for uc1/{center}" in planned.stdout + planned.stderr
+        assert f"Building FHIR bundles and tables for uc1/{center}" in planned.stdout + planned.stderr
 
 
 def test_the_workflow_sweeps_stale_temp_files_under_results_before_its_first_job(workflow_run: Run) -> None:

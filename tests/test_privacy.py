@@ -299,6 +299,9 @@ def test_block_stops_encryption_of_that_use_case_only(tmp_path: Path, compiled) 
     assert (results / "ega" / "uc3" / "hospital_a.manifest.tsv").is_file()
     assert not (results / "ega" / "uc1" / "hospital_a.manifest.tsv").exists()
     assert not (results / "ega" / "uc1" / "hospital_a").exists()
+    # the analysis tables are deposited by the same job, behind the same gate (they were not, before)
+    assert not (results / "ega" / "tables" / "uc1").exists()
+    assert len(list((results / "ega" / "tables" / "uc3" / "hospital_a").glob("*.parquet.c4gh"))) >= 2
     # no record id in the privacy outputs or logs
     ids = [row.split(",", 1)[0] for row in (tmp_path / "uc1.csv").read_text(encoding="utf-8").splitlines()[1:]]
     for path in [*(results / "privacy").rglob("*"), *(results / "logs" / "privacy").rglob("*")]:

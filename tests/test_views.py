@@ -16,11 +16,11 @@ from oncofhir.cli import main
 from oncofhir.demo import write_demo
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.dictionary.compiled import load_compiled
-from oncofhir.pipeline import convert
+from oncofhir.pipeline import convert, stage_fhir
 from oncofhir.views.bindings import wide_bindings
 from oncofhir.views.generate import KEY_COLUMNS, views_for, write_views
 from oncofhir.views.runner import CompiledView
-from oncofhir.views.stage import stage_tables
+from oncofhir.views.stage import TableOutputs, stage_tables
 from oncofhir.views.tables import QueryError, query, table_files, write_database
 
 USE_CASES = sorted(p.name for p in DICTIONARIES.iterdir() if (p / "mapping.yaml").exists())
@@ -91,6 +91,41 @@ def test_round_trip_recovers_every_demo_value(demo: Path, tmp_path: Path, use_ca
     assert table.column_names[:3] == ["center", "patient_id", "bundle_id"]
     report = json.loads((out / "roundtrip.json").read_text())
     assert report["passed"] is True and report["bundles"] == bundles
+
+
+@pytest.mark.parametrize("use_case", USE_CASES)
+def test_tables_built_in_the_fhir_stage_equal_tables_from_the_ndjson(demo: Path, tmp_path: Path, use_case: str) -> None:
+    """The workflow runs the views over each bundle as the FHIR stage writes it (never parsed back): the Parquet
+    files and the round trip must be what the views give over the written NDJSON, line by line."""
+    export = sorted((demo / use_case).glob("*.csv"))[-1]
+    out = _convert(tmp_path, use_case, export)
+    direct = _tables(out)  # from the NDJSON; also writes the views
+    work = out / "work"
+    again = tmp_path / "in-stage"
+    summary = stage_fhir(
+        work / "dictionary.json",
+        work / "records.csv",
+        work / "ingest_rejects.tsv",
+        work / "ingest.json",
+        None,
+        again / "bundles.ndjson",
+        again / "index.tsv",
+        again / "rejects.tsv",
+        again / "summary.json",
+        tables=TableOutputs(
+            out / "views", again / "tables" / "c1", "c1", again / "tables", again / "rt.json", again / "rt.tsv"
+        ),
+    )
+    assert (again / "bundles.ndjson").read_bytes() == (out / "bundles.ndjson").read_bytes()
+    assert summary["tables"]["rows"] == direct["rows"]
+    assert summary["tables"]["roundtrip"] == direct["roundtrip"]
+    assert (again / "rt.json").read_bytes() == (out / "roundtrip.json").read_bytes()
+    assert (again / "rt.tsv").read_bytes() == (out / "roundtrip.tsv").read_bytes()
+    names = sorted(p.name for p in (out / "tables" / "c1").glob("*.parquet"))
+    assert names == sorted(p.name for p in (again / "tables" / "c1").glob("*.parquet")) and len(names) >= 2
+    for name in names:
+        assert pq.read_table(again / "tables" / "c1" / name).equals(pq.read_table(out / "tables" / "c1" / name))
+    assert "tables" not in json.loads((again / "summary.json").read_text())  # the summary file is unchanged
 
 
 @pytest.mark.skipif(SHARED_REFERENCE is None, reason="../shared/reference/ (reference exports) is absent")

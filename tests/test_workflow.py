@@ -273,5 +273,5 @@ def test_the_default_demo_run_writes_the_cohort_database_and_one_center_reruns_a
     plan = snakemake("--dry-run")
     per_center = {job for job in plan if job[2]}
     assert per_center == {job for job in first if job[2] == "site_b" and job[0] != "demo_export"}
-    assert ("cohort_db", "", "") in plan and ("tables", "uc7", "site_b") in plan
+    assert ("cohort_db", "", "") in plan and ("fhir", "uc7", "site_b") in plan
     assert plan - per_center <= {job for job in first if not job[2]}  # aggregates only

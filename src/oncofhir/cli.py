@@ -175,6 +175,17 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
     from .pipeline import stage_fhir
 
     pseudonymizer = None if args.no_pseudonyms else Pseudonymizer(load_secret(allow_demo=not args.refuse_demo_secret))
+    tables = None
+    if args.views_dir or args.tables_dir:
+        from .views.stage import TableOutputs
+
+        if not (args.views_dir and args.tables_dir and args.center):
+            raise ConfigError("fhir: --views-dir, --tables-dir and --center go together (the center's tables)")
+        tables = TableOutputs(
+            args.views_dir, args.tables_dir, args.center, args.tables_root, args.roundtrip_json, args.roundtrip_tsv
+        )
+    elif args.roundtrip_json or args.roundtrip_tsv or args.tables_root:
+        raise ConfigError("fhir: --roundtrip-json, --roundtrip-tsv and --tables-root need --views-dir")
 
     summary = stage_fhir(
         args.dictionary,
@@ -190,8 +201,16 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         gate_tsv=args.gate,
         claim_profiles=args.claim_profiles,
         pseudonymizer=pseudonymizer,
+        tables=tables,
     )
     print(json.dumps(summary, sort_keys=True))
+    done = summary.get("tables", {})
+    if "cpu_seconds" in done:
+        print(f"tables: {done['cpu_seconds']:.3f} CPU-s (views, Parquet, round trip)")
+    rt = done.get("roundtrip")
+    if rt and not rt["passed"]:
+        lost = ", ".join(f["variable"] for f in rt["failures"])
+        print(f"round trip FAILED for {args.center}: values lost or changed in {lost}", file=sys.stderr)
     return 0
 
 
@@ -238,6 +257,10 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 
     if bool(args.privacy) != bool(args.dictionary):
         raise ConfigError("encrypt: --privacy and --dictionary go together (the generalisation plan and its model)")
+    if args.tables_dir and not (args.tables_out and args.tables_manifest):
+        raise ConfigError("encrypt: --tables-dir needs --tables-out and --tables-manifest")
+    if args.tables_dir and args.privacy and not args.views_dir:
+        raise ConfigError("encrypt: generalising (--privacy), the tables need --views-dir to be built again")
     summary = stage_encrypt(
         args.bundle_dir,
         args.ndjson,
@@ -253,6 +276,24 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         generalise=(args.dictionary, args.privacy) if args.privacy else None,
         generalised_out=args.generalised,
     )
+    if args.tables_dir:  # the center's analysis tables (docs/tables.md), behind the same privacy gate as its bundles
+        import time
+
+        from .views.deposit import deposit_tables
+
+        started = time.process_time()
+        summary["tables"] = deposit_tables(
+            args.tables_dir,
+            args.tables_out,
+            args.tables_manifest,
+            use_case=args.use_case,
+            center=args.center,
+            recipients=args.recipient,
+            sender_key=args.sender_key,
+            fhir_summary=args.fhir_summary,
+            generalise=(args.dictionary, args.privacy, args.views_dir, args.ndjson) if args.privacy else None,
+        )
+        print(f"tables: {time.process_time() - started:.3f} CPU-s (encrypted for the deposit)")
     print(json.dumps(summary, sort_keys=True))
     return 0
 
@@ -474,6 +515,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="every resource and the Bundle name their profile of the IG with this canonical base URL in "
         "meta.profile (docs/ig.md); default: no claims",
     )
+    fh.add_argument(
+        "--views-dir",
+        help="the use case's ViewDefinitions (oncofhir views): run them over each bundle as it is written, into "
+        "one Parquet file per view in --tables-dir (docs/tables.md)",
+    )
+    fh.add_argument("--tables-dir", help="with --views-dir: folder for <view name>.parquet (created 0700)")
+    fh.add_argument("--center", help="with --views-dir: center name (the tables' center column)")
+    fh.add_argument("--tables-root", help="folders from here down to --tables-dir are made owner-only")
+    fh.add_argument("--roundtrip-json", help="with --views-dir: write the round trip's per-center report here")
+    fh.add_argument("--roundtrip-tsv", help="with --views-dir: write the round trip's per-variable counts here")
     fh.set_defaults(func=_cmd_fhir)
 
     va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")
@@ -529,6 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.add_argument("--dictionary", help="the compiled dictionary (with --privacy)")
     en.add_argument("--generalised", help="write the per-rule counts of what was generalised here (JSON)")
+    en.add_argument("--tables-dir", help="also encrypt the center's Parquet tables from this folder (docs/tables.md)")
+    en.add_argument("--tables-out", help="with --tables-dir: <EGA root>/tables/<use case>/<center>")
+    en.add_argument("--tables-manifest", help="with --tables-dir: the center's table manifest (TSV)")
+    en.add_argument(
+        "--views-dir",
+        help="with --tables-dir and --privacy: the use case's views, run again over the generalised bundles (the "
+        "deposit copy of the tables; the local tables keep the exact values)",
+    )
     en.set_defaults(func=_cmd_encrypt)
 
     ve = sub.add_parser("verify", help="check encrypted deposit files against their manifest (decrypt with --sk)")

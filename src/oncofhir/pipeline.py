@@ -8,7 +8,9 @@ for numpy or the compiler.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from .io_utils import clean_stale, private_parents, write_private, write_text_at
 if TYPE_CHECKING:
     from .deposit.pseudonym import Pseudonymizer
     from .fhir.builder import Built, BundleBuilder
+    from .views.stage import TableOutputs
 
 #: Patient.identifier system without pseudonyms (library use, tests); the workflow always pseudonymises.
 DEFAULT_IDENTIFIER_SYSTEM = "urn:oncofhir:record-id"
@@ -126,6 +129,7 @@ def stage_fhir(
     pseudonymizer: Pseudonymizer | None = None,
     claim_profiles: str | None = None,
     chunk_rows: int | None = None,
+    tables: TableOutputs | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
 
@@ -139,11 +143,26 @@ def stage_fhir(
     With ``gate_tsv`` (the QC stage's gate), records the quality gate excludes go to the rejects with their score.
     With ``pseudonymizer`` every bundle carries the patient's pseudonym instead of the record id (identifier, ids,
     file name); the index maps the two. ``identifier_system`` defaults to the pseudonym or record-id system.
+
+    With ``tables`` the use case's views run over each bundle as it is written, and the center's Parquet tables and
+    round-trip proof are written at the end (:mod:`oncofhir.views.stage`; the returned summary, not the file, has
+    them under ``tables``). Memory then holds every view's rows for the center, as a table job would.
     """
     from .fhir.builder import BundleBuilder
     from .fhir.writer import write_center
 
-    clean_stale(*(p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None))
+    outputs = [p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None]
+    clean_stale(*outputs, *(tables.paths() if tables is not None else ()))
+    sink = None
+    pause: Callable[[], AbstractContextManager[None]] = nullcontext
+    if tables is not None:
+        started = time.process_time()
+        from .views.stage import CenterTables, keep_pandas_out, no_cycle_collector
+
+        keep_pandas_out()
+        sink = CenterTables(tables.views_dir, str(ndjson_out))
+        sink.cpu_seconds = time.process_time() - started  # with the imports the tables alone need
+        pause = no_cycle_collector
     dd = load_compiled(compiled_json)
     report = json.loads(Path(ingest_report).read_text(encoding="utf-8"))
     if identifier_system is None:
@@ -159,7 +178,16 @@ def stage_fhir(
     items = _build_center(builder, records_csv, _Gate(gate_tsv), chunk_rows)
     for p in (ndjson_out, index_out, rejects_out, summary_out):
         private_parents(p)  # the rejects spool is made in the rejects' folder before anything is renamed there
-    counts = write_center(items, bundle_dir, ndjson_out, index_out, rejects_out, iter_rejects(ingest_rejects))
+    with pause():
+        counts = write_center(
+            items,
+            bundle_dir,
+            ndjson_out,
+            index_out,
+            rejects_out,
+            iter_rejects(ingest_rejects),
+            on_bundle=sink.add if sink is not None else None,
+        )
     rows_in = report["rows_in"]
     if rows_in != counts["bundles"] + counts["rejected"]:
         raise OncofhirError(
@@ -175,7 +203,11 @@ def stage_fhir(
         **counts,
     }
     write_private(summary_out, _dump(summary))
-    return summary
+    if sink is None or tables is None:
+        return summary
+    with pause():
+        done = sink.finish(compiled_json, tables, records=records_csv, index=index_out)
+    return {**summary, "tables": done}
 
 
 def _build_center(

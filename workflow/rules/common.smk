@@ -237,52 +237,25 @@ def get_center_manifests():
     return per_center(f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv")
 
 
-def get_table_inputs(wildcards):
-    """What a center's table job reads: its bundles and records, the index, the dictionary and the views."""
+def get_encrypt_table_inputs(wildcards):
+    """What encrypt reads for the center's tables: the Parquet folder, and the views when the use case generalises
+    (its tables' deposit copy is built again from the generalised bundles)."""
     uc, center = wildcards.use_case, wildcards.center
-    inputs = {
-        "dictionary": f"{RESULTS}/dictionaries/{uc}.json",
-        "views": f"{RESULTS}/views/{uc}",
-        "ndjson": f"{RESULTS}/fhir/{uc}/{center}.ndjson",
-        "index": f"{RESULTS}/fhir/{uc}/{center}.index.tsv",
-        "records": f"{RESULTS}/ingest/{uc}/{center}/records.csv",
-    }
-    if DEPOSIT["enabled"]:
-        inputs["recipients"] = get_recipient_keys(wildcards)
-        inputs["sender"] = get_sender_key(wildcards)
-        # its secret fingerprint goes into the table manifest, as into the bundles' (one secret per deposit)
-        inputs["fhir_summary"] = f"{RESULTS}/fhir/{uc}/{center}.summary.json"
-        if generalises(
-            uc
-        ):  # the encrypted tables are built from the generalised bundles
-            inputs["privacy"] = f"{RESULTS}/privacy/{uc}.json"
+    inputs = {"tables": f"{RESULTS}/tables/{uc}/{center}"}
+    if generalises(uc):
+        inputs["views"] = f"{RESULTS}/views/{uc}"
     return inputs
 
 
-def table_deposit_outputs():
-    """The encrypted tables and their manifest, when the deposit is on (outputs of rule tables)."""
-    if not DEPOSIT["enabled"]:
-        return {}
-    return {
-        "encrypted": directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
-        "manifest": f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
-    }
-
-
-def get_table_deposit_args(wildcards, input, output):
-    """The tables command's deposit arguments (encrypt into the EGA package), when the deposit is on."""
-    if not DEPOSIT["enabled"]:
-        return ""
+def get_encrypt_table_args(wildcards, input, output):
+    """encrypt's arguments for the center's tables (docs/tables.md)."""
     args = [
-        f"--encrypt-dir {shlex.quote(output.encrypted)}",
-        f"--manifest {shlex.quote(output.manifest)}",
-        f"--fhir-summary {shlex.quote(input.fhir_summary)}",
+        f"--tables-dir {shlex.quote(input.tables)}",
+        f"--tables-out {shlex.quote(output.tables_encrypted)}",
+        f"--tables-manifest {shlex.quote(output.tables_manifest)}",
     ]
-    args += [f"--recipient {shlex.quote(key)}" for key in input.recipients]
     if generalises(wildcards.use_case):
-        args.append(f"--privacy {shlex.quote(input.privacy)}")
-    if input.sender:
-        args.append(f"--sender-key {shlex.quote(input.sender[0])}")
+        args.append(f"--views-dir {shlex.quote(input.views)}")
     return " ".join(args)
 
 
@@ -294,9 +267,8 @@ def get_table_manifests():
 
 
 def get_tables_root(wildcards, output):
-    """results/tables, from a table job's output (a center's folder) or the cohort database."""
-    first = Path(output[0])
-    return str(first.parent if first.suffix == ".duckdb" else first.parent.parent)
+    """results/tables: the folder of the cohort database."""
+    return str(Path(output[0]).parent)
 
 
 def get_roundtrips():

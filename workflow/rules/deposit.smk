@@ -30,8 +30,11 @@ rule demo_keys:
 
 
 rule encrypt:
-    """Every bundle (read from the NDJSON, named by the index) and the NDJSON of one center to .c4gh, with a manifest."""
+    """Every bundle (read from the NDJSON, named by the index) and the NDJSON of one center to .c4gh, with a manifest;
+    the center's Parquet tables likewise, with their own manifest (behind the same privacy gate; a use case that
+    generalises gets its tables' deposit copy built again from the generalised bundles)."""
     input:
+        unpack(get_encrypt_table_inputs),
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
@@ -44,6 +47,8 @@ rule encrypt:
         manifest=f"{RESULTS}/ega/{{use_case}}/{{center}}.manifest.tsv",
         # what generalisation changed here, counts per rule (docs/provenance.md#generalisation), for the crate
         generalised=f"{RESULTS}/privacy/{{use_case}}/{{center}}.generalised.json",
+        tables_encrypted=directory(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}"),
+        tables_manifest=f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv",
     log:
         f"{RESULTS}/logs/encrypt/{{use_case}}/{{center}}.log",
     benchmark:
@@ -60,6 +65,7 @@ rule encrypt:
             f"--sender-key {shlex.quote(input.sender[0])}" if input.sender else ""
         ),
         generalise=get_generalise_args,
+        tables=get_encrypt_table_args,
     message:
         "Encrypting {wildcards.use_case}/{wildcards.center} for the EGA"
     shell:
@@ -68,7 +74,7 @@ rule encrypt:
         + "oncofhir --log {log:q} encrypt --ndjson {input.ndjson:q} --index {input.index:q}"
         " --out-dir {output.encrypted:q} --manifest {output.manifest:q} --use-case {wildcards.use_case:q}"
         " --center {wildcards.center:q} --fhir-summary {input.summary:q} {params.recipients} {params.sender} --threads {threads}"
-        " {params.generalise} --generalised {output.generalised:q}"
+        " {params.generalise} --generalised {output.generalised:q} {params.tables}"
 
 
 rule manifest:

@@ -1,10 +1,14 @@
 rule fhir:
-    """One FHIR R4B collection Bundle per patient, identified by pseudonym, in the center's NDJSON; index, rejects.
+    """One FHIR R4B collection Bundle per patient, identified by pseudonym, in the center's NDJSON; index, rejects;
+    and the analysis tables: the use case's views over each bundle as it is written, into Parquet (plaintext,
+    owner-only), with the round-trip proof (docs/tables.md; in this job, not one of their own, because a job's
+    start-up and Snakemake's work per job cost more than the views at a center's scale).
 
     The pseudonym secret is read from the environment inside the job, never passed as a parameter (parameters are
     stored in Snakemake's metadata)."""
     input:
         dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
+        views=f"{RESULTS}/views/{{use_case}}",
         records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
         ingest_rejects=f"{RESULTS}/ingest/{{use_case}}/{{center}}/rejects.tsv",
         ingest_report=f"{RESULTS}/ingest/{{use_case}}/{{center}}/report.json",
@@ -14,6 +18,9 @@ rule fhir:
         index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
         summary=f"{RESULTS}/fhir/{{use_case}}/{{center}}.summary.json",
         rejects=f"{RESULTS}/rejects/{{use_case}}/{{center}}.tsv",
+        tables=plaintext(directory(f"{RESULTS}/tables/{{use_case}}/{{center}}")),
+        roundtrip=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json",
+        roundtrip_tsv=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",
     log:
         f"{RESULTS}/logs/fhir/{{use_case}}/{{center}}.log",
     benchmark:
@@ -29,15 +36,18 @@ rule fhir:
             if IG.claim_profiles  # fhir.claim_profiles, when this run builds the IG
             else ""
         ),
+        tables_root=f"{RESULTS}/tables",
     message:
-        "Building FHIR bundles for {wildcards.use_case}/{wildcards.center}"
+        "Building FHIR bundles and tables for {wildcards.use_case}/{wildcards.center}"
     shell:
         # the CLI reads ONCOFHIR_PSEUDONYM_KEY from the environment itself (never a parameter or an argument)
         "oncofhir --log {log:q} fhir --dictionary {input.dictionary:q} --records {input.records:q}"
         " --ingest-rejects {input.ingest_rejects:q} --ingest-report {input.ingest_report:q} --gate {input.gate:q}"
         " --ndjson {output.ndjson:q} --index {output.index:q} --rejects {output.rejects:q}"
         " --summary {output.summary:q} --identifier-system {params.identifier_system:q} {params.demo_secret}"
-        " {params.claim_profiles}"
+        " {params.claim_profiles} --views-dir {input.views:q} --tables-dir {output.tables:q}"
+        " --center {wildcards.center:q} --tables-root {params.tables_root:q}"
+        " --roundtrip-json {output.roundtrip:q} --roundtrip-tsv {output.roundtrip_tsv:q}"
 
 
 rule bundle_files:

@@ -1,5 +1,6 @@
-# Analysis-ready tables (docs/tables.md): SQL-on-FHIR v2 views generated from each dictionary, run over every
-# center's bundles into Parquet, with the round-trip proof; one DuckDB cohort database over every center's tables.
+# Analysis-ready tables (docs/tables.md): SQL-on-FHIR v2 views generated from each dictionary; the fhir job runs
+# them over each center's bundles into Parquet, with the round-trip proof, and encrypt deposits them; one DuckDB
+# cohort database over every center's tables.
 
 
 # The passphrase of the key the cohort database is decrypted with (tables.cohort.sk): declared so cluster jobs get it.
@@ -27,36 +28,6 @@ rule views:
         "Writing the SQL-on-FHIR views of {wildcards.use_case}"
     shell:
         "oncofhir --log {log:q} views --dictionary {input.dictionary:q} --out-dir {output:q}"
-
-
-rule tables:
-    """The views over one center's NDJSON into Parquet (plaintext, owner-only), the round-trip proof, and with the
-    deposit on the Parquet files Crypt4GH-encrypted into the EGA package with their manifest (one job: a job per
-    step would cost more than the step at a center's scale)."""
-    input:
-        unpack(get_table_inputs),
-    output:
-        **table_deposit_outputs(),
-        tables=plaintext(directory(f"{RESULTS}/tables/{{use_case}}/{{center}}")),
-        roundtrip=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json",
-        roundtrip_tsv=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",
-    log:
-        f"{RESULTS}/logs/tables/{{use_case}}/{{center}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/{{use_case}}/{{center}}.tsv"
-    conda:
-        ENV
-    params:
-        root=get_tables_root,
-        deposit=get_table_deposit_args,
-        code=code_version("tables"),
-    message:
-        "Running the views over {wildcards.use_case}/{wildcards.center} (Parquet, round trip, deposit)"
-    shell:
-        "oncofhir --log {log:q} tables --dictionary {input.dictionary:q} --views-dir {input.views:q}"
-        " --ndjson {input.ndjson:q} --out-dir {output.tables:q} --center {wildcards.center:q} --root {params.root:q}"
-        " --records {input.records:q} --index {input.index:q}"
-        " --roundtrip-json {output.roundtrip:q} --roundtrip-tsv {output.roundtrip_tsv:q} {params.deposit}"
 
 
 rule cohort_db:

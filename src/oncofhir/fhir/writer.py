@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +66,7 @@ def write_center(
     index_path: str | Path,
     rejects_path: str | Path,
     prior_rejects: Iterable[Reject],
+    on_bundle: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Write everything for one center and return the counts (resources by type, absent-data markers).
 
@@ -79,6 +80,9 @@ def write_center(
     at the end, so a killed job leaves the previous complete set or nothing. Memory is one bundle plus each
     patient's file name (the case-insensitive collision check), whatever the center's size; this stage's rejects
     wait in an anonymous temp file (0600, unlinked from the start) until they are merged with the earlier ones.
+
+    ``on_bundle(line, bundle)`` is called with each bundle once it is serialised (its NDJSON line number): the
+    analysis tables are built from the bundles as they are written, never parsed back (oncofhir.views.stage).
     """
     by_type: Counter[str] = Counter()
     absent = bundles = 0
@@ -111,6 +115,8 @@ def write_center(
             ndjson.write(data)
             ndjson.write(b"\n")
             bundles += 1
+            if on_bundle is not None:
+                on_bundle(bundles, item.bundle)
             for entry in item.bundle["entry"]:
                 by_type[entry["resource"]["resourceType"]] += 1
             absent += data.count(b'/data-absent-reason"')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.abc
 import json
 import os
 import sys
@@ -25,20 +24,10 @@ def _cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    """Makes ``import pandas`` fail in this process: pyarrow imports pandas (0.3-0.5 s) only to ask whether a list
-    is a DataFrame, and each of a consortium's table jobs would pay that. pyarrow then records "no pandas"."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is not used by oncofhir tables")
-        return None
-
-
 def _cmd_tables(args: argparse.Namespace) -> int:
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
-    from .stage import stage_tables
+    from .stage import keep_pandas_out, stage_tables
+
+    keep_pandas_out()
 
     if args.decrypt:
         return _decrypt(args)
@@ -61,14 +50,10 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         roundtrip_tsv=args.roundtrip_tsv,
     )
     if args.encrypt_dir:
-        from .deposit import encrypt_tables, generalised_tables
+        from .deposit import deposit_tables
 
-        generalised = None
-        if args.privacy:  # the deposit copy of a use case with generalisation rules (docs/provenance.md)
-            generalised, out["generalised"] = generalised_tables(
-                args.dictionary, args.privacy, args.views_dir, args.ndjson, args.center
-            )
-        out["deposit"] = encrypt_tables(
+        generalise = (args.dictionary, args.privacy, args.views_dir, args.ndjson) if args.privacy else None
+        out["deposit"] = deposit_tables(
             args.out_dir,
             args.encrypt_dir,
             args.manifest,
@@ -77,8 +62,10 @@ def _cmd_tables(args: argparse.Namespace) -> int:
             recipients=args.recipient,
             sender_key=args.sender_key,
             fhir_summary=args.fhir_summary,
-            generalised=generalised,
+            generalise=generalise,
         )
+        if generalise is not None:
+            out["generalised"] = out["deposit"].pop("generalised")
     print(json.dumps(out, sort_keys=True))
     rt = out.get("roundtrip")
     if rt and not rt["passed"]:

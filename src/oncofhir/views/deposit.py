@@ -113,6 +113,38 @@ def encrypt_tables(
     }
 
 
+def deposit_tables(
+    tables_dir: str | Path,
+    out_dir: str | Path,
+    manifest_out: str | Path,
+    *,
+    use_case: str,
+    center: str,
+    recipients: Sequence[str],
+    sender_key: str | None = None,
+    fhir_summary: str | Path | None = None,
+    generalise: tuple[str | Path, str | Path, str | Path, str | Path] | None = None,
+) -> dict[str, Any]:
+    """The encrypt stage's part for the tables: :func:`encrypt_tables`, with the deposit copy generalised first
+    when ``generalise`` (compiled dictionary, privacy report, views folder, the center's NDJSON) is given."""
+    generalised, counts = None, {}
+    if generalise is not None:
+        dictionary, privacy, views_dir, ndjson = generalise
+        generalised, counts = generalised_tables(dictionary, privacy, views_dir, ndjson, center)
+    done = encrypt_tables(
+        tables_dir,
+        out_dir,
+        manifest_out,
+        use_case=use_case,
+        center=center,
+        recipients=recipients,
+        sender_key=sender_key,
+        fhir_summary=fhir_summary,
+        generalised=generalised,
+    )
+    return {**done, "generalised": counts} if generalise is not None else done
+
+
 def generalised_tables(
     dictionary: str | Path, privacy_json: str | Path, views_dir: str | Path, ndjson: str | Path, center: str
 ) -> tuple[dict[str, bytes] | None, dict[str, dict[str, int]]]:
