@@ -266,6 +266,11 @@ def get_table_manifests():
     return per_center(f"{RESULTS}/ega/tables/{{use_case}}/{{center}}.manifest.tsv")
 
 
+def get_center_tables_root(wildcards, output):
+    """results/tables, from a fhir job's table folder (results/tables/<uc>/<center>): made owner-only down from it."""
+    return str(Path(output.tables).parent.parent)
+
+
 def get_tables_root(wildcards, output):
     """results/tables: the folder of the cohort database."""
     return str(Path(output[0]).parent)

@@ -32,7 +32,8 @@ rule demo_keys:
 rule encrypt:
     """Every bundle (read from the NDJSON, named by the index) and the NDJSON of one center to .c4gh, with a manifest;
     the center's Parquet tables likewise, with their own manifest (behind the same privacy gate; a use case that
-    generalises gets its tables' deposit copy built again from the generalised bundles)."""
+    generalises gets its tables' deposit copy built again from the generalised bundles).
+    """
     input:
         unpack(get_encrypt_table_inputs),
         ndjson=f"{RESULTS}/fhir/{{use_case}}/{{center}}.ndjson",

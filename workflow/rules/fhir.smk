@@ -36,7 +36,7 @@ rule fhir:
             if IG.claim_profiles  # fhir.claim_profiles, when this run builds the IG
             else ""
         ),
-        tables_root=f"{RESULTS}/tables",
+        tables_root=get_center_tables_root,
     message:
         "Building FHIR bundles and tables for {wildcards.use_case}/{wildcards.center}"
     shell:
