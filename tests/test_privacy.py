@@ -362,3 +362,39 @@ def test_record_ids_a_spreadsheet_would_misread_are_counted(tmp_path: Path, comp
     rows = [("=1", "1", "60", "0"), ('a"b', "1", "60", "0"), ("plain", "1", "60", "0")]
     records, index = _center_files(tmp_path, "a", rows, {r[0] for r in rows})
     assert count_classes(compiled["uc1"], records, index, "a") == {("a", "1", "60", "0"): 3}
+
+
+@pytest.mark.parametrize("use_case", ["uc1", "uc7"])
+def test_the_fhir_stage_writes_the_counts_the_privacy_counts_command_writes(tmp_path: Path, use_case: str) -> None:
+    """The workflow counts in the fhir job (after the index is written); ``oncofhir privacy-counts`` over the same
+    records and index must give the same file, and only deposited records (the index's) count."""
+    from oncofhir.cli import main
+    from oncofhir.pipeline import convert, stage_fhir
+
+    dd = compile_dictionary(DICTIONARIES / use_case, ONTOLOGIES)
+    export = tmp_path / f"{use_case}.csv"
+    export.write_text(generate(dd, "hospital_a", 30, 3), encoding="utf-8")
+    out = tmp_path / "convert"
+    convert(DICTIONARIES / use_case, ONTOLOGIES, export, out, bundle_files=False)
+    work, again = out / "work", tmp_path / "stage"
+    summary = stage_fhir(
+        work / "dictionary.json",
+        work / "records.csv",
+        work / "ingest_rejects.tsv",
+        work / "ingest.json",
+        None,
+        again / "bundles.ndjson",
+        again / "index.tsv",
+        again / "rejects.tsv",
+        again / "summary.json",
+        privacy_counts=("hospital_a", again / "counts.tsv"),
+    )
+    args = ["privacy-counts", "--dictionary", str(work / "dictionary.json"), "--records", str(work / "records.csv")]
+    assert (
+        main([*args, "--index", str(again / "index.tsv"), "--center", "hospital_a", "--out", str(tmp_path / "c.tsv")])
+        == 0
+    )
+    written = (again / "counts.tsv").read_text(encoding="utf-8")
+    assert written == (tmp_path / "c.tsv").read_text(encoding="utf-8")
+    assert stat.S_IMODE((again / "counts.tsv").stat().st_mode) == 0o600
+    assert sum(int(line.rsplit("\t", 1)[1]) for line in written.splitlines()[1:]) == summary["bundles"]

@@ -168,7 +168,7 @@ def test_a_changed_stage_module_reruns_that_stage_and_its_dependants_for_every_c
     finally:
         module.write_bytes(original)
     per_center = {job for job in planned if job[1]}
-    stages = {"qc", "qc_pool", "fhir", "validate", "encrypt", "privacy_counts", "privacy"}
+    stages = {"qc", "qc_pool", "fhir", "validate", "encrypt", "privacy"}
     expected = {job for job in repo_copy.first if job[1] and job[0] in stages}
     assert per_center == expected, output[-3000:]
     assert {("qc", u, c) for u in USE_CASES for c in CENTERS} <= per_center
@@ -226,7 +226,7 @@ def test_the_run_crate_describes_workflow_steps_versions_and_deposit(repo_copy: 
     runs = {e["name"] for e in data["@graph"] if e.get("@type") == "CreateAction" and e["@id"].startswith("#run-")}
     for use_case in USE_CASES:
         for center in CENTERS:
-            for rule in ("ingest", "qc", "fhir", "validate", "encrypt", "privacy_counts"):
+            for rule in ("ingest", "qc", "fhir", "validate", "encrypt"):
                 assert f"{rule} {use_case}/{center}" in runs
         assert f"privacy {use_case}" in runs
     qc_run = next(e for e in data["@graph"] if e.get("name") == f"qc {USE_CASES[0]}/{CENTERS[0]}")

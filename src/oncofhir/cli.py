@@ -186,6 +186,8 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         )
     elif args.roundtrip_json or args.roundtrip_tsv or args.tables_root:
         raise ConfigError("fhir: --roundtrip-json, --roundtrip-tsv and --tables-root need --views-dir")
+    if args.privacy_counts and not args.center:
+        raise ConfigError("fhir: --privacy-counts needs --center (a quasi-identifier may be the center)")
 
     summary = stage_fhir(
         args.dictionary,
@@ -202,6 +204,7 @@ def _cmd_fhir(args: argparse.Namespace) -> int:
         claim_profiles=args.claim_profiles,
         pseudonymizer=pseudonymizer,
         tables=tables,
+        privacy_counts=(args.center, args.privacy_counts) if args.privacy_counts else None,
     )
     print(json.dumps(summary, sort_keys=True))
     done = summary.get("tables", {})
@@ -521,10 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
         "one Parquet file per view in --tables-dir (docs/tables.md)",
     )
     fh.add_argument("--tables-dir", help="with --views-dir: folder for <view name>.parquet (created 0700)")
-    fh.add_argument("--center", help="with --views-dir: center name (the tables' center column)")
+    fh.add_argument("--center", help="center name (the tables' center column; a quasi-identifier's value)")
     fh.add_argument("--tables-root", help="folders from here down to --tables-dir are made owner-only")
     fh.add_argument("--roundtrip-json", help="with --views-dir: write the round trip's per-center report here")
     fh.add_argument("--roundtrip-tsv", help="with --views-dir: write the round trip's per-variable counts here")
+    fh.add_argument(
+        "--privacy-counts",
+        help="also count the deposited records per quasi-identifier combination into this TSV (as oncofhir "
+        "privacy-counts does; needs --center)",
+    )
     fh.set_defaults(func=_cmd_fhir)
 
     va = sub.add_parser("validate", help="validate bundles (structure, invariants, references, terminology, model)")

@@ -130,6 +130,7 @@ def stage_fhir(
     claim_profiles: str | None = None,
     chunk_rows: int | None = None,
     tables: TableOutputs | None = None,
+    privacy_counts: tuple[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Build and write one bundle per record; reconcile rows in = bundles + rejects, or fail loudly.
 
@@ -147,11 +148,17 @@ def stage_fhir(
     With ``tables`` the use case's views run over each bundle as it is written, and the center's Parquet tables and
     round-trip proof are written at the end (:mod:`oncofhir.views.stage`; the returned summary, not the file, has
     them under ``tables``). Memory then holds every view's rows for the center, as a table job would.
+
+    With ``privacy_counts`` (the center's name and a path), the deposited records (those the index lists) are
+    counted per combination of the use case's quasi-identifiers into that TSV (:mod:`oncofhir.privacy.counts`):
+    the records and the index are at hand here, and a job of its own per center cost more than the counting.
     """
     from .fhir.builder import BundleBuilder
     from .fhir.writer import write_center
 
     outputs = [p for p in (bundle_dir, ndjson_out, index_out, rejects_out, summary_out) if p is not None]
+    if privacy_counts is not None:
+        outputs.append(privacy_counts[1])
     clean_stale(*outputs, *(tables.paths() if tables is not None else ()))
     sink = None
     pause: Callable[[], AbstractContextManager[None]] = nullcontext
@@ -203,6 +210,12 @@ def stage_fhir(
         **counts,
     }
     write_private(summary_out, _dump(summary))
+    if privacy_counts is not None:
+        from .privacy.counts import count_classes, write_counts
+
+        center, counts_out = privacy_counts
+        private_parents(counts_out)
+        write_counts(dd, count_classes(dd, records_csv, index_out, center), counts_out)
     if sink is None or tables is None:
         return summary
     with pause():

@@ -1,8 +1,9 @@
 rule fhir:
     """One FHIR R4B collection Bundle per patient, identified by pseudonym, in the center's NDJSON; index, rejects;
     and the analysis tables: the use case's views over each bundle as it is written, into Parquet (plaintext,
-    owner-only), with the round-trip proof (docs/tables.md; in this job, not one of their own, because a job's
-    start-up and Snakemake's work per job cost more than the views at a center's scale).
+    owner-only), with the round-trip proof (docs/tables.md); and the privacy counts of the deposited records. In this
+    job, not jobs of their own, because a job's start-up and Snakemake's work per job cost more than either at a
+    center's scale.
 
     The pseudonym secret is read from the environment inside the job, never passed as a parameter (parameters are
     stored in Snakemake's metadata)."""
@@ -21,6 +22,8 @@ rule fhir:
         tables=plaintext(directory(f"{RESULTS}/tables/{{use_case}}/{{center}}")),
         roundtrip=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.json",
         roundtrip_tsv=f"{RESULTS}/roundtrip/{{use_case}}/{{center}}.tsv",
+        # the deposited records per quasi-identifier combination (docs/provenance.md#re-identification-risk)
+        privacy_counts=f"{RESULTS}/privacy/{{use_case}}/{{center}}.counts.tsv",
     log:
         f"{RESULTS}/logs/fhir/{{use_case}}/{{center}}.log",
     benchmark:
@@ -48,6 +51,7 @@ rule fhir:
         " {params.claim_profiles} --views-dir {input.views:q} --tables-dir {output.tables:q}"
         " --center {wildcards.center:q} --tables-root {params.tables_root:q}"
         " --roundtrip-json {output.roundtrip:q} --roundtrip-tsv {output.roundtrip_tsv:q}"
+        " --privacy-counts {output.privacy_counts:q}"
 
 
 rule bundle_files:

@@ -1,32 +1,10 @@
-# Re-identification risk (docs/provenance.md#re-identification-risk): per center, the deposited records counted per
-# quasi-identifier combination (no record id); per use case, k-anonymity, l-diversity and the release decision.
+# Re-identification risk (docs/provenance.md#re-identification-risk): per center, the fhir job counts the deposited
+# records per quasi-identifier combination (no record id); per use case, k-anonymity, l-diversity and the release
+# decision.
 
 
 localrules:
     privacy,
-
-
-rule privacy_counts:
-    """Count a center's deposited records per combination of the use case's quasi-identifiers (mapping.yaml)."""
-    input:
-        dictionary=f"{RESULTS}/dictionaries/{{use_case}}.json",
-        records=f"{RESULTS}/ingest/{{use_case}}/{{center}}/records.csv",
-        index=f"{RESULTS}/fhir/{{use_case}}/{{center}}.index.tsv",
-    output:
-        f"{RESULTS}/privacy/{{use_case}}/{{center}}.counts.tsv",
-    log:
-        f"{RESULTS}/logs/privacy_counts/{{use_case}}/{{center}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/privacy_counts/{{use_case}}/{{center}}.tsv"
-    conda:
-        ENV
-    params:
-        code=code_version("privacy_counts"),
-    message:
-        "Counting quasi-identifier combinations of {wildcards.use_case}/{wildcards.center}"
-    shell:
-        "oncofhir --log {log:q} privacy-counts --dictionary {input.dictionary:q} --records {input.records:q}"
-        " --index {input.index:q} --center {wildcards.center:q} --out {output:q}"
 
 
 rule privacy:

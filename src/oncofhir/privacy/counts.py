@@ -84,7 +84,8 @@ def read_counts(path: str | Path, qis: list[str], sensitive: str | None) -> Coun
         header = next(reader, [])
         if header != expected:
             raise DictionaryError(
-                f"counts columns {header} differ from the declared attributes {expected}: rerun privacy_counts",
+                f"counts columns {header} differ from the declared attributes {expected}: rerun the fhir stage, "
+                "which counts them",
                 path=str(path),
             )
         for cells in reader:

@@ -50,11 +50,11 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
         "oncofhir.fhir.builder",
         "oncofhir.fhir.writer",
         "oncofhir.views.stage",  # the analysis tables are built in the same job (docs/tables.md#speed)
+        "oncofhir.privacy.counts",  # and the privacy counts (docs/provenance.md#re-identification-risk)
     ),
     "bundle_files": ("oncofhir.smk", "oncofhir.fhir.writer"),
     "validate": ("oncofhir.cli", "oncofhir.validate.report"),
     "hl7_validator": ("oncofhir.smk", "oncofhir.validate.hl7"),
-    "privacy_counts": ("oncofhir.cli", "oncofhir.privacy.counts"),
     "privacy": ("oncofhir.cli", "oncofhir.privacy.stage"),
     "encrypt": ("oncofhir.cli", "oncofhir.deposit.encrypt", "oncofhir.views.deposit"),
     "manifest": ("oncofhir.smk", "oncofhir.deposit.manifest"),
