@@ -96,3 +96,24 @@ def record_jobs(
     record.unlink()
     jobs = {(j["rule"], j["wildcards"].get("use_case", ""), j["wildcards"].get("center", "")) for j in data["jobs"]}
     return data["exit"] or 0, jobs, output
+
+
+def stage_fhir_again(converted: Path, out: Path, **options: object) -> dict:
+    """The FHIR stage run again, with ``options`` (``tables=``, ``privacy_counts=``), over what
+    :func:`oncofhir.pipeline.convert` wrote into ``converted``; outputs in ``out`` (``bundles.ndjson``, ``index.tsv``,
+    ``rejects.tsv``, ``summary.json``), as the workflow's ``fhir`` job lays them out beside its extras."""
+    from oncofhir.pipeline import stage_fhir
+
+    work = converted / "work"
+    return stage_fhir(
+        work / "dictionary.json",
+        work / "records.csv",
+        work / "ingest_rejects.tsv",
+        work / "ingest.json",
+        None,
+        out / "bundles.ndjson",
+        out / "index.tsv",
+        out / "rejects.tsv",
+        out / "summary.json",
+        **options,  # type: ignore[arg-type]
+    )

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DICTIONARIES, ONTOLOGIES, REPO, workflow_env
+from helpers import DICTIONARIES, ONTOLOGIES, REPO, stage_fhir_again, workflow_env
 
 from oncofhir.demo import generate
 from oncofhir.dictionary import compile_dictionary
@@ -369,7 +369,7 @@ def test_the_fhir_stage_writes_the_counts_the_privacy_counts_command_writes(tmp_
     """The workflow counts in the fhir job (after the index is written); ``oncofhir privacy-counts`` over the same
     records and index must give the same file, and only deposited records (the index's) count."""
     from oncofhir.cli import main
-    from oncofhir.pipeline import convert, stage_fhir
+    from oncofhir.pipeline import convert
 
     dd = compile_dictionary(DICTIONARIES / use_case, ONTOLOGIES)
     export = tmp_path / f"{use_case}.csv"
@@ -377,18 +377,7 @@ def test_the_fhir_stage_writes_the_counts_the_privacy_counts_command_writes(tmp_
     out = tmp_path / "convert"
     convert(DICTIONARIES / use_case, ONTOLOGIES, export, out, bundle_files=False)
     work, again = out / "work", tmp_path / "stage"
-    summary = stage_fhir(
-        work / "dictionary.json",
-        work / "records.csv",
-        work / "ingest_rejects.tsv",
-        work / "ingest.json",
-        None,
-        again / "bundles.ndjson",
-        again / "index.tsv",
-        again / "rejects.tsv",
-        again / "summary.json",
-        privacy_counts=("hospital_a", again / "counts.tsv"),
-    )
+    summary = stage_fhir_again(out, again, privacy_counts=("hospital_a", again / "counts.tsv"))
     args = ["privacy-counts", "--dictionary", str(work / "dictionary.json"), "--records", str(work / "records.csv")]
     assert (
         main([*args, "--index", str(again / "index.tsv"), "--center", "hospital_a", "--out", str(tmp_path / "c.tsv")])

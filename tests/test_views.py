@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import DICTIONARIES, ONTOLOGIES, SHARED_REFERENCE
+from helpers import DICTIONARIES, ONTOLOGIES, SHARED_REFERENCE, stage_fhir_again
 
 from oncofhir.cli import main
 from oncofhir.demo import write_demo
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.dictionary.compiled import load_compiled
-from oncofhir.pipeline import convert, stage_fhir
+from oncofhir.pipeline import convert
 from oncofhir.views.bindings import wide_bindings
 from oncofhir.views.generate import KEY_COLUMNS, views_for, write_views
 from oncofhir.views.runner import CompiledView
@@ -100,22 +100,11 @@ def test_tables_built_in_the_fhir_stage_equal_tables_from_the_ndjson(demo: Path,
     export = sorted((demo / use_case).glob("*.csv"))[-1]
     out = _convert(tmp_path, use_case, export)
     direct = _tables(out)  # from the NDJSON; also writes the views
-    work = out / "work"
     again = tmp_path / "in-stage"
-    summary = stage_fhir(
-        work / "dictionary.json",
-        work / "records.csv",
-        work / "ingest_rejects.tsv",
-        work / "ingest.json",
-        None,
-        again / "bundles.ndjson",
-        again / "index.tsv",
-        again / "rejects.tsv",
-        again / "summary.json",
-        tables=TableOutputs(
-            out / "views", again / "tables" / "c1", "c1", again / "tables", again / "rt.json", again / "rt.tsv"
-        ),
+    tables = TableOutputs(
+        out / "views", again / "tables" / "c1", "c1", again / "tables", again / "rt.json", again / "rt.tsv"
     )
+    summary = stage_fhir_again(out, again, tables=tables)
     assert (again / "bundles.ndjson").read_bytes() == (out / "bundles.ndjson").read_bytes()
     assert summary["tables"]["rows"] == direct["rows"]
     assert summary["tables"]["roundtrip"] == direct["roundtrip"]

@@ -282,10 +282,10 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     if args.tables_dir:  # the center's analysis tables (docs/tables.md), behind the same privacy gate as its bundles
         import time
 
-        from .views.deposit import deposit_tables
+        from .views.deposit import encrypt_tables
 
         started = time.process_time()
-        summary["tables"] = deposit_tables(
+        summary["tables"] = encrypt_tables(
             args.tables_dir,
             args.tables_out,
             args.tables_manifest,

@@ -50,10 +50,10 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         roundtrip_tsv=args.roundtrip_tsv,
     )
     if args.encrypt_dir:
-        from .deposit import deposit_tables
+        from .deposit import encrypt_tables
 
         generalise = (args.dictionary, args.privacy, args.views_dir, args.ndjson) if args.privacy else None
-        out["deposit"] = deposit_tables(
+        out["deposit"] = encrypt_tables(
             args.out_dir,
             args.encrypt_dir,
             args.manifest,

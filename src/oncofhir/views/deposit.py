@@ -42,12 +42,14 @@ def encrypt_tables(
     recipients: Sequence[str],
     sender_key: str | None = None,
     fhir_summary: str | Path | None = None,
-    generalised: dict[str, bytes] | None = None,
+    generalise: tuple[str | Path, str | Path, str | Path, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Encrypt every ``*.parquet`` of a center's table folder into ``out_dir`` (``<root>/tables/<uc>/<center>``).
 
-    ``generalised`` (:func:`generalised_tables`: file name -> Parquet bytes, one per file of the folder) is encrypted
-    instead of the folder's files: the deposit copy of a use case with generalisation rules, never on disk in clear.
+    ``generalise`` (the compiled dictionary, the use case's privacy report, its views folder and the center's NDJSON)
+    makes the deposit copy of a use case with generalisation rules: the views run again over the generalised bundles
+    (:func:`generalised_tables`), and those Parquet bytes, never on disk in clear, are encrypted instead of the
+    folder's files; the result then has the per-rule counts under ``generalised``.
 
     ``fhir_summary`` (the FHIR stage's ``summary.json``) gives the secret fingerprint every manifest row records, as
     :func:`oncofhir.deposit.encrypt.stage_encrypt` does for the bundles: ``merge`` and ``verify`` refuse a deposit
@@ -63,6 +65,10 @@ def encrypt_tables(
     sources = sorted(p for p in Path(tables_dir).glob(f"*{PARQUET}") if not p.name.startswith("."))
     if not sources:
         raise InputDataError("no Parquet table to encrypt", path=str(tables_dir))
+    generalised, counts = None, {}
+    if generalise is not None:
+        dictionary, privacy, views_dir, ndjson = generalise
+        generalised, counts = generalised_tables(dictionary, privacy, views_dir, ndjson, center)
     if generalised is not None and sorted(generalised) != [p.name for p in sources]:
         raise InputDataError(
             f"the generalised tables {sorted(generalised)} are not the folder's tables", path=str(tables_dir)
@@ -105,43 +111,8 @@ def encrypt_tables(
         shutil.rmtree(staging, ignore_errors=True)
     Path(manifest_out).parent.mkdir(parents=True, exist_ok=True)
     write_private(manifest_out, format_manifest(rows))
-    return {
-        "use_case": use_case,
-        "center": center,
-        "files": len(rows),
-        "recipients": [fingerprint(pk) for pk in pubkeys],
-    }
-
-
-def deposit_tables(
-    tables_dir: str | Path,
-    out_dir: str | Path,
-    manifest_out: str | Path,
-    *,
-    use_case: str,
-    center: str,
-    recipients: Sequence[str],
-    sender_key: str | None = None,
-    fhir_summary: str | Path | None = None,
-    generalise: tuple[str | Path, str | Path, str | Path, str | Path] | None = None,
-) -> dict[str, Any]:
-    """The encrypt stage's part for the tables: :func:`encrypt_tables`, with the deposit copy generalised first
-    when ``generalise`` (compiled dictionary, privacy report, views folder, the center's NDJSON) is given."""
-    generalised, counts = None, {}
-    if generalise is not None:
-        dictionary, privacy, views_dir, ndjson = generalise
-        generalised, counts = generalised_tables(dictionary, privacy, views_dir, ndjson, center)
-    done = encrypt_tables(
-        tables_dir,
-        out_dir,
-        manifest_out,
-        use_case=use_case,
-        center=center,
-        recipients=recipients,
-        sender_key=sender_key,
-        fhir_summary=fhir_summary,
-        generalised=generalised,
-    )
+    recipients_fp = [fingerprint(pk) for pk in pubkeys]
+    done = {"use_case": use_case, "center": center, "files": len(rows), "recipients": recipients_fp}
     return {**done, "generalised": counts} if generalise is not None else done
 
 
