@@ -18,8 +18,8 @@ from helpers import ONTOLOGIES, workflow_env
 from oncofhir.dictionary import compile_dictionary
 from oncofhir.errors import ConfigError
 from oncofhir.fhir.builder import BundleBuilder, resource_uuid
-from oncofhir.ig.fsh import _concepts
-from oncofhir.ig.generate import generate, required_slots
+from oncofhir.ig.fsh import FRAGMENT_ANYWAY, NATIVE_SYSTEMS, _concepts
+from oncofhir.ig.generate import generate, known_code_systems, required_slots
 from oncofhir.ig.install import CORE_PACKAGE, INSTALLER, SUSHI_VERSION, ensure_sushi, installed_sushi, npm_available
 from oncofhir.ig.names import DEFAULT_CANONICAL, bundle_profile_url, profile_url
 from oncofhir.ig.sushi import compile_fsh, find_sushi, pack
@@ -142,6 +142,25 @@ def test_a_new_use_case_gets_its_ig_without_code_change(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "ig").glob("uc99.*")) == ["uc99.html", "uc99.md"]
     text = (tmp_path / "ig" / "input" / "fsh" / "uc99-profiles.fsh").read_text()
     assert "Profile: Uc99_hep_b" in text and "Id: uc99.hep-b" in text and "Profile: Uc99Bundle" in text
+
+
+def test_the_fragments_do_not_depend_on_the_machines_package_cache(compiled, tmp_path, monkeypatch) -> None:
+    """Which code systems get a fragment is read from the shipped list, not from ~/.fhir/packages: an empty cache
+    and the real one give the same FSH, with fragments for exactly the systems neither core nor THO defines."""
+    dicts = list(compiled.values())
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("FHIR_PACKAGE_CACHE", str(tmp_path / "empty-cache"))
+    generate(dicts, tmp_path / "a", DEFAULT_CANONICAL, SYSTEM)
+    monkeypatch.undo()
+    generate(dicts, tmp_path / "b", DEFAULT_CANONICAL, SYSTEM)
+    fragments = (tmp_path / "a" / "input" / "fsh" / "fragments.fsh").read_text(encoding="utf-8")
+    assert fragments == (tmp_path / "b" / "input" / "fsh" / "fragments.fsh").read_text(encoding="utf-8")
+    urls = set(re.findall(r'^\* \^url = "([^"]+)"', fragments, re.MULTILINE))
+    used = {spec["uri"] for dd in dicts for spec in dd.systems.values()}
+    # every external system the dictionaries use gets one, but those the validator's packages define (the HL7
+    # systems of core and THO, whether or not THO is cached here) and UCUM; LOINC and SNOMED CT always do
+    assert urls == (used - (known_code_systems() - FRAGMENT_ANYWAY) - NATIVE_SYSTEMS) and urls >= FRAGMENT_ANYWAY
+    assert "http://terminology.hl7.org/CodeSystem/v2-0074" in known_code_systems()  # THO 7.0.1, not core
 
 
 def test_bundles_claim_their_generated_profiles(compiled) -> None:

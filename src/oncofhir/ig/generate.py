@@ -66,19 +66,17 @@ def package_manifest(dicts: Sequence[CompiledDictionary], canonical: str) -> dic
     }
 
 
-def known_code_systems(cache: str | Path | None = None) -> frozenset[str]:
-    """URLs of the code systems the HL7 validator loads definitions of: the R4B core package and THO 7.0.1
-    (tools/hl7-validator/install.sh puts both in the FHIR package cache; SUSHI needs the core package too)."""
-    root = Path(cache) if cache else Path.home() / ".fhir" / "packages"
-    urls: set[str] = set()
-    for package in ("hl7.fhir.r4b.core#4.3.0", "hl7.terminology.r4#7.0.1"):
-        index = root / package / "package" / ".index.json"
-        try:
-            files = json.loads(index.read_text(encoding="utf-8"))["files"]
-        except (OSError, ValueError, KeyError):
-            continue  # not installed: a fragment is then written for its systems too (harmless)
-        urls |= {f["url"] for f in files if f.get("resourceType") == "CodeSystem" and f.get("url")}
-    return frozenset(urls)
+#: The code systems the HL7 validator loads definitions of, shipped with the package (see the file's header).
+KNOWN_CODE_SYSTEMS = Path(__file__).with_name("known-code-systems.txt")
+
+
+def known_code_systems() -> frozenset[str]:
+    """URLs of the code systems the HL7 validator loads definitions of: the R4B core package and THO 7.0.1, the
+    packages tools/hl7-validator/install.sh installs. Read from the list shipped beside this module, never from
+    the machine's FHIR package cache: the IG (its fragment CodeSystems) must not depend on what a machine has
+    cached (it did: two fragments came and went with hl7.terminology.r4 in ~/.fhir/packages)."""
+    lines = KNOWN_CODE_SYSTEMS.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
 def generate(

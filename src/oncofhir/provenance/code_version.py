@@ -81,6 +81,7 @@ MODULE_DATA: dict[str, str] = {
     "oncofhir.pages": "templates/*.j2",
     "oncofhir.ig.pages": "ig/templates/*.j2",
     "oncofhir.ig.install": "ig/install_sushi.sh",  # the pinned SUSHI and core package versions the IG is built with
+    "oncofhir.ig.generate": "ig/known-code-systems.txt",  # the systems that get no fragment CodeSystem
 }
 
 
